@@ -1,0 +1,89 @@
+"""The signing portal: a Flask application factory and nothing at import time."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, request
+from flask_babel import get_locale
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from portal.config import load_config
+from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) and make SQLite behave.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Every transaction takes the write lock up front: writers queue instead of
+    # failing half-way, and the audit chain's read-then-append cannot interleave.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _locale() -> str | None:
+    return request.accept_languages.best_match(["en", "es"]) or "en"
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the portal: settings from the environment, then ``config`` on top."""
+    app = Flask(
+        __name__,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+        instance_path=os.environ.get("PORTAL_INSTANCE", os.path.join(ROOT, "instance")),
+    )
+    app.config.update(load_config(app.instance_path))
+    if config:
+        app.config.update(config)
+    app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 3600)
+    app.jinja_env.add_extension("jinja2.ext.do")
+    if int(app.config["TRUSTED_PROXIES"]):
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), compare_type=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    babel.init_app(app, locale_selector=_locale)
+    limiter.init_app(app)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+            event.listen(db.engine, "begin", _sqlite_begin)
+
+    from portal import cli, health, jobs, web
+    from portal.accounts import init_app as init_accounts
+    from portal.envelopes.routes import bp as console_bp
+
+    jobs.install()
+    web.install(app)
+    init_accounts(app)
+    app.register_blueprint(console_bp)
+    app.register_blueprint(health.bp)
+    csrf.exempt(health.bp)
+    cli.init_app(app)
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {
+            "org_name": app.config["ORG_NAME"],
+            "production": app.config["PRODUCTION"],
+            "get_locale": get_locale,
+        }
+
+    return app

@@ -1,0 +1,121 @@
+"""``flask portal ...`` commands for operators."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from portal import audit, jobs, storage
+from portal.accounts import admin
+from portal.accounts.models import Role, User
+from portal.config import ConfigError, decode_data_key
+from portal.extensions import db
+
+group = AppGroup("portal", help="Operate the signing portal.")
+
+DEMO_TEAM = "Customer Care"
+DEMO_USERS = (
+    ("agent@demo.example", "Alex Agent", Role.AGENT, "demo-agent-pass-1"),
+    ("compliance@demo.example", "Casey Compliance", Role.COMPLIANCE, "demo-compliance-pass-1"),
+    ("admin@demo.example", "Ada Admin", Role.ADMIN, "demo-admin-pass-1"),
+)
+
+
+@group.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.AGENT.value)
+@click.option("--team", "team_name", default=None, help="Team name; created when missing.")
+@click.option("--name", default="", help="Full name (defaults to the email).")
+def create_user(email: str, role: str, team_name: str | None, name: str) -> None:
+    """Create a staff account and print its one-time password."""
+    team = None
+    if team_name:
+        team = admin.find_team(team_name) or admin.create_team(team_name, by="cli")
+    try:
+        user, password = admin.create_user(email, name or email, role, team, by="cli")
+    except admin.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Created {user.email} ({user.role}, team {team.name if team else '-'}).")
+    click.echo(f"One-time password: {password}")
+    click.echo("They choose their own password and set up an authenticator at first sign-in.")
+
+
+@group.command("seed-demo")
+def seed_demo() -> None:
+    """Add the demo team and one user of each role (idempotent)."""
+    if current_app.config.get("PRODUCTION"):
+        raise click.ClickException("seed-demo is for development and demos, not production.")
+    team = admin.find_team(DEMO_TEAM) or admin.create_team(DEMO_TEAM, by="seed-demo")
+    for email, name, role, password in DEMO_USERS:
+        if not admin.email_taken(email):
+            admin.create_user(email, name, role, team, by="seed-demo", password=password)
+    click.echo("Demo sign-ins (you set up an authenticator app at first sign-in):")
+    for email, _name, role, password in DEMO_USERS:
+        click.echo(f"  {role.value:<11} {email:<26} {password}")
+
+
+@group.command("verify-audit")
+def verify_audit() -> None:
+    """Check the audit chain: exit 0 when intact, 1 naming the first bad event."""
+    result = audit.verify()
+    if result.ok:
+        click.echo(f"Audit chain intact: {result.count} events.")
+        return
+    click.echo(
+        f"Audit chain BROKEN at sequence {result.first_bad_seq}: {result.reason} "
+        f"({result.count} events verified before it).",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@group.command("tick")
+def tick() -> None:
+    """Run every periodic task once (reminders, expiry, retention, sweepers)."""
+    for name, outcome in jobs.run_periodic().items():
+        click.echo(f"{name}: {outcome}")
+
+
+@group.command("rotate-data-key")
+@click.option("--old-key", envvar="OLD_DATA_KEY", required=True, help="The previous DATA_KEY.")
+def rotate_data_key(old_key: str) -> None:
+    """Re-encrypt every blob sealed with the old key under the current DATA_KEY."""
+    try:
+        old = decode_data_key(old_key)
+        count = storage.rotate(old, progress=lambda n: click.echo(f"  {n} re-encrypted"))
+    except (ConfigError, storage.BlobError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    left = storage.unreadable_key_ids()
+    click.echo(f"Re-encrypted {count} blobs under the current key.")
+    if left:
+        click.echo(f"Blobs under other keys remain: {', '.join(left)}", err=True)
+        sys.exit(1)
+
+
+def _ticker(app: Flask, every: int) -> None:
+    while True:
+        time.sleep(every)
+        with app.app_context():
+            jobs.run_periodic()
+
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+def serve(host: str, port: int) -> None:
+    """Development server, with periodic work on a timer (embedded mode)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    threading.Thread(target=_ticker, args=(app, 60), daemon=True).start()
+    users = db.session.query(User).count()
+    click.echo(f"Signing portal on http://{host}:{port}/  ({users} staff accounts)")
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+def init_app(app: Flask) -> None:
+    """Register the command group."""
+    app.cli.add_command(group)

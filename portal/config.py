@@ -1,0 +1,196 @@
+"""Settings from the environment.
+
+Every setting is read here and nowhere else. ``load_config`` returns a plain dict that
+``create_app`` puts into ``app.config``; a test passes its own overrides on top.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented environment variable."""
+
+    name: str
+    default: str | None
+    help: str
+
+
+# The README's settings table is checked against this list by a test.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORTAL_ENV", "development", "`development` or `production`."),
+    Setting(
+        "SECRET_KEY",
+        None,
+        "Signs session cookies and CSRF tokens. Required in production; generated into "
+        "`instance/secret_key` in development.",
+    ),
+    Setting(
+        "DATA_KEY",
+        None,
+        "32-byte AES-256-GCM key for stored blobs and MFA secrets, as base64 or 64 hex digits. "
+        "Required in production; generated into `instance/data_key` in development.",
+    ),
+    Setting(
+        "DATABASE_URL",
+        "sqlite:///instance/portal.db",
+        "SQLAlchemy URL. `postgresql://user:pass@host/db` uses psycopg 3.",
+    ),
+    Setting(
+        "REDIS_URL",
+        "",
+        "Redis for the RQ job queues and rate limits. Empty: jobs run inline after each commit.",
+    ),
+    Setting("MAIL_SERVER", "", "SMTP host for outgoing mail. Empty: mail stays in the outbox."),
+    Setting("MAIL_PORT", "587", "SMTP port."),
+    Setting("MAIL_USERNAME", "", "SMTP user name, if the server needs one."),
+    Setting("MAIL_PASSWORD", "", "SMTP password."),
+    Setting("MAIL_USE_TLS", "true", "`true` to use STARTTLS."),
+    Setting("MAIL_FROM", "Signing Portal <no-reply@localhost>", "From address of notifications."),
+    Setting(
+        "PUBLIC_BASE_URL",
+        "http://127.0.0.1:5000",
+        "Address customers and staff reach the portal at; used in links in emails.",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        "0",
+        "How many reverse proxies in front of the portal set X-Forwarded-For/-Proto.",
+    ),
+    Setting("SESSION_IDLE_MINUTES", "30", "A staff session ends after this long without requests."),
+    Setting("SESSION_ABSOLUTE_HOURS", "12", "A staff session ends this long after sign-in."),
+    Setting("LOGIN_RATE_LIMIT", "20 per minute", "Sign-in attempts allowed per IP address."),
+    Setting("LOCKOUT_THRESHOLD", "5", "Failed password or code attempts before an account locks."),
+    Setting("LOCKOUT_MINUTES", "15", "How long a locked account stays locked."),
+    Setting(
+        "ORG_NAME", "Signing Portal", "Organisation name shown in pages and authenticator apps."
+    ),
+)
+
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATA_KEY", "DATABASE_URL")
+
+
+def decode_data_key(value: str) -> bytes:
+    """Return the 32 raw bytes of an AES-256 key given as hex or base64."""
+    text = value.strip()
+    raw: bytes | None = None
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "==")
+        except ValueError as exc:
+            raise ConfigError("DATA_KEY is not valid base64 or hex.") from exc
+    if len(raw) != 32:
+        raise ConfigError(
+            f"DATA_KEY must be 32 bytes (AES-256); this one is {len(raw)} bytes. "
+            'Make one with: python -c "import secrets;print(secrets.token_hex(32))"'
+        )
+    return raw
+
+
+def _instance_secret(instance: Path, name: str, make: str) -> str:
+    path = instance / name
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_config(instance_path: str, environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Read every setting; in development, create missing secrets in the instance folder."""
+    env = dict(os.environ if environ is None else environ)
+    values = {name: env.get(name, default) for name, default in DEFAULTS.items()}
+    mode = (values["PORTAL_ENV"] or "development").strip().lower()
+    if mode not in {"development", "production"}:
+        raise ConfigError(f"PORTAL_ENV must be 'development' or 'production', not {mode!r}.")
+    production = mode == "production"
+    instance = Path(instance_path)
+
+    if production:
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not env.get(name)]
+        if missing:
+            raise ConfigError(
+                "Refusing to start in production without "
+                + ", ".join(missing)
+                + ". Set them in the environment (see the settings table in README.md)."
+            )
+    else:
+        if not values["SECRET_KEY"]:
+            values["SECRET_KEY"] = _instance_secret(instance, "secret_key", secrets.token_hex(32))
+        if not values["DATA_KEY"]:
+            values["DATA_KEY"] = _instance_secret(instance, "data_key", secrets.token_hex(32))
+
+    database_url = str(values["DATABASE_URL"])
+    if database_url.startswith("sqlite:///instance/"):
+        instance.mkdir(parents=True, exist_ok=True)
+        database_url = "sqlite:///" + str(
+            instance / database_url.removeprefix("sqlite:///instance/")
+        )
+    database_url = normalise_database_url(database_url)
+
+    data_key = decode_data_key(str(values["DATA_KEY"]))
+    redis_url = str(values["REDIS_URL"] or "")
+    return {
+        "PORTAL_ENV": mode,
+        "PRODUCTION": production,
+        "SECRET_KEY": values["SECRET_KEY"],
+        "DATA_KEY": data_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": redis_url,
+        "MAIL_SERVER": values["MAIL_SERVER"],
+        "MAIL_PORT": int(str(values["MAIL_PORT"])),
+        "MAIL_USERNAME": values["MAIL_USERNAME"],
+        "MAIL_PASSWORD": values["MAIL_PASSWORD"],
+        "MAIL_USE_TLS": _bool(values["MAIL_USE_TLS"]),
+        "MAIL_FROM": values["MAIL_FROM"],
+        "PUBLIC_BASE_URL": str(values["PUBLIC_BASE_URL"]).rstrip("/"),
+        "TRUSTED_PROXIES": int(str(values["TRUSTED_PROXIES"])),
+        "SESSION_IDLE_MINUTES": int(str(values["SESSION_IDLE_MINUTES"])),
+        "SESSION_ABSOLUTE_HOURS": int(str(values["SESSION_ABSOLUTE_HOURS"])),
+        "LOGIN_RATE_LIMIT": values["LOGIN_RATE_LIMIT"],
+        "LOCKOUT_THRESHOLD": int(str(values["LOCKOUT_THRESHOLD"])),
+        "LOCKOUT_MINUTES": int(str(values["LOCKOUT_MINUTES"])),
+        "ORG_NAME": values["ORG_NAME"],
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SESSION_COOKIE_NAME": "__Host-portal" if production else "portal_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "MAX_CONTENT_LENGTH": 30 * 1024 * 1024,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BABEL_DEFAULT_LOCALE": "en",
+        "JOBS_INLINE": not redis_url,
+    }
+
+
+def normalise_database_url(url: str) -> str:
+    """Make plain ``postgresql://`` URLs use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url

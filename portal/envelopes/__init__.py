@@ -1,0 +1,1 @@
+"""Envelopes: one sending of one template version; the agent console."""
