@@ -39,6 +39,7 @@ def create_user(email: str, role: str, team_name: str | None, name: str) -> None
     try:
         user, password = admin.create_user(email, name or email, role, team, by="cli")
     except admin.AccountError as exc:
+        db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Created {user.email} ({user.role}, team {team.name if team else '-'}).")
     click.echo(f"One-time password: {password}")
@@ -89,6 +90,7 @@ def rotate_data_key(old_key: str) -> None:
         old = decode_data_key(old_key)
         count = storage.rotate(old, progress=lambda n: click.echo(f"  {n} re-encrypted"))
     except (ConfigError, storage.BlobError) as exc:
+        db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     left = storage.unreadable_key_ids()
     click.echo(f"Re-encrypted {count} blobs under the current key.")

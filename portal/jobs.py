@@ -20,7 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.extensions import db
 
@@ -101,7 +101,10 @@ def enqueue(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     name = f"{func.__module__}:{func.__qualname__}"
     if name not in _JOBS:
         raise ValueError(f"{name} is not a registered job; decorate it with @jobs.job().")
-    db.session().info.setdefault(PENDING, []).append(_Request(_JOBS[name], args, kwargs))
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback before any SQL still forgets the request
+    session.info.setdefault(PENDING, []).append(_Request(_JOBS[name], args, kwargs))
 
 
 def _lookup(name: str) -> Callable[..., Any]:
@@ -179,15 +182,16 @@ def _after_commit(session: Session) -> None:
         _dispatch(current_app._get_current_object(), requests)  # type: ignore[attr-defined]
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop(PENDING, None)
+def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the outermost transaction, not a savepoint
+        session.info.pop(PENDING, None)
 
 
 def install() -> None:
     """Listen to every session's commits and rollbacks (idempotent)."""
     if not event.contains(Session, "after_commit", _after_commit):
         event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_rollback", _after_rollback)
+        event.listen(Session, "after_soft_rollback", _after_rollback)
 
 
 def run_periodic() -> dict[str, str]:

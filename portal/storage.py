@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 from sqlalchemy import DateTime, Integer, LargeBinary, String, select
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock
@@ -98,10 +99,9 @@ def get(blob_id: str) -> bytes:
 
 
 def delete(blob_id: str) -> None:
-    """Remove a blob (retention and MFA resets use this)."""
-    blob = db.session.get(Blob, blob_id)
-    if blob is not None:
-        db.session.delete(blob)
+    """Remove a blob (retention and MFA resets use this); drop references to it first."""
+    db.session.flush()
+    db.session.execute(sa_delete(Blob).where(Blob.id == blob_id))
 
 
 def rotate(old_key: bytes, batch: int = 200, progress: Callable[[int], None] | None = None) -> int:

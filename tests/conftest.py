@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from tests.services import PostgresServer, RedisServer
@@ -294,3 +294,25 @@ def audit_events(app: Flask, event: str | None = None) -> list:
         rows = list(db.session.execute(stmt).scalars())
         db.session.expunge_all()
         return rows
+
+
+@pytest.fixture
+def runner_for():
+    """A CLI runner for a given app: ``runner_for(app).invoke(args=[...])``."""
+
+    class Runner:
+        def __init__(self, app: Flask) -> None:
+            self.runner = app.test_cli_runner()
+
+        def invoke(self, **kwargs):
+            from portal.extensions import db
+
+            try:
+                return self.runner.invoke(**kwargs)
+            finally:
+                # a real CLI process ends here; in a test the shared session must let go
+                # of SQLite's write lock before the test reads with another session
+                if has_app_context():
+                    db.session.rollback()
+
+    return Runner

@@ -152,11 +152,11 @@ def unlock(user: User, by: User) -> None:
 
 def reset_mfa(user: User, by: User) -> None:
     """Forget the user's authenticator and recovery codes; they enrol again at next sign-in."""
-    for blob_id in (user.totp_blob_id, user.totp_pending_blob_id):
-        if blob_id:
-            storage.delete(blob_id)
+    blob_ids = [b for b in (user.totp_blob_id, user.totp_pending_blob_id) if b]
     user.totp_blob_id = None
     user.totp_pending_blob_id = None
+    for blob_id in blob_ids:
+        storage.delete(blob_id)
     user.totp_confirmed_at = None
     user.totp_last_step = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))

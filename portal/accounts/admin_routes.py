@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
+from wtforms import SelectChoice
 
 from portal import audit, web
 from portal.accounts import admin, sessions, signin
@@ -35,8 +36,8 @@ def _teams() -> list[Team]:
     return list(db.session.execute(select(Team).order_by(Team.name)).scalars())
 
 
-def _team_choices() -> list[tuple[int, str]]:
-    return [(0, "No team"), *[(team.id, team.name) for team in _teams()]]
+def _team_choices() -> list[SelectChoice]:
+    return [SelectChoice(0, "No team"), *[SelectChoice(team.id, team.name) for team in _teams()]]
 
 
 def _user_or_404(user_id: int) -> User:
