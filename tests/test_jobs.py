@@ -97,3 +97,19 @@ def test_tick_runs_every_periodic_task_once(ctx, runner_for):
     result = runner_for(ctx).invoke(args=["portal", "tick"])
     assert result.exit_code == 0
     assert "portal.accounts.sessions:expire_sessions: 0 sessions ended" in result.output
+
+
+def test_rq_cron_config_registers_every_periodic_task(app):
+    import importlib
+    import sys
+
+    from rq import cron
+
+    cron._job_data_registry.clear()
+    sys.modules.pop("portal.cron_config", None)
+    importlib.import_module("portal.cron_config")
+    registered = {entry["name"]: entry for entry in cron._job_data_registry}
+    cron._job_data_registry.clear()
+    assert set(registered) == {task.name for task in jobs.periodic_tasks()}
+    entry = registered["portal.accounts.sessions:expire_sessions"]
+    assert entry["interval"] == 300 and entry["func"] is jobs.execute
