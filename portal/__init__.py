@@ -66,7 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
             event.listen(db.engine, "begin", _sqlite_begin)
 
-    from portal import cli, health, jobs, web
+    from portal import audit, cli, health, jobs, web
     from portal.accounts import init_app as init_accounts
     from portal.envelopes.routes import bp as console_bp
 
@@ -77,6 +77,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     cli.init_app(app)
+
+    app.jinja_env.filters["event_label"] = audit.label
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

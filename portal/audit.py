@@ -27,6 +27,38 @@ GENESIS = "0" * 64
 SECRET_KEYS = ("password", "secret", "token", "code", "otp")
 SECRET_EXEMPT = ("reason_code", "status_code", "response_code")
 
+# What compliance reads instead of the event's machine name.
+LABELS = {
+    "auth.login.failed": "Sign-in failed",
+    "auth.login.password_ok": "Password accepted",
+    "auth.login.succeeded": "Signed in",
+    "auth.mfa.failed": "Code refused",
+    "auth.mfa.enrolment_started": "Authenticator set-up started",
+    "auth.mfa.enrolled": "Authenticator set up",
+    "auth.account.locked": "Account locked",
+    "auth.recovery_code.used": "Recovery code used",
+    "auth.recovery_codes.regenerated": "New recovery codes made",
+    "auth.reauth.failed": "Password re-entry failed",
+    "auth.password.changed": "Password changed",
+    "auth.logout": "Signed out",
+    "auth.session.timed_out": "Session timed out",
+    "user.created": "Account created",
+    "user.deactivated": "Account deactivated",
+    "user.reactivated": "Account reactivated",
+    "user.unlocked": "Account unlocked",
+    "user.role_changed": "Role changed",
+    "user.team_changed": "Team changed",
+    "user.mfa_reset": "Authenticator reset",
+    "user.password_reset": "Password reset by admin",
+    "user.sessions_ended": "Sessions ended by admin",
+    "team.created": "Team created",
+}
+
+
+def label(event: str) -> str:
+    """A person-readable name for an event (the machine name when none is known)."""
+    return LABELS.get(event, event)
+
 
 class AuditEvent(Model):
     """One entry of the chain. Never updated, never deleted."""

@@ -9,6 +9,7 @@ import time
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from werkzeug.serving import run_simple
 
 from portal import audit, jobs, storage
 from portal.accounts import admin
@@ -114,8 +115,10 @@ def serve(host: str, port: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     threading.Thread(target=_ticker, args=(app, 60), daemon=True).start()
     users = db.session.query(User).count()
+    db.session.remove()  # do not hold SQLite's write lock while serving
     click.echo(f"Signing portal on http://{host}:{port}/  ({users} staff accounts)")
-    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    click.echo("Press Ctrl+C to stop.")
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 def init_app(app: Flask) -> None:

@@ -23,8 +23,16 @@ ROLE_CHOICES = [SelectChoice(role.value, role.label) for role in Role]
 class LoginForm(FlaskForm):
     """Email and password."""
 
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=512)])
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "username", "autofocus": True},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(max=512)],
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class CodeForm(FlaskForm):
@@ -40,21 +48,31 @@ class CodeForm(FlaskForm):
 class PasswordConfirmForm(FlaskForm):
     """The current password, asked again before a sensitive change."""
 
-    password = PasswordField("Your password", validators=[DataRequired(), Length(max=512)])
+    password = PasswordField(
+        "Your password",
+        validators=[DataRequired(), Length(max=512)],
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class ChangePasswordForm(FlaskForm):
     """Current password and a new one, twice."""
 
-    current = PasswordField("Current password", validators=[DataRequired(), Length(max=512)])
+    current = PasswordField(
+        "Current password",
+        validators=[DataRequired(), Length(max=512)],
+        render_kw={"autocomplete": "current-password"},
+    )
     new = PasswordField(
         "New password",
         validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=512)],
         description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
         "New password again",
         validators=[DataRequired(), EqualTo("new", message="The two new passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
     )
 
 
