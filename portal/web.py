@@ -48,7 +48,7 @@ ERRORS: dict[int, tuple[str, str]] = {
 
 def wants_fragment() -> bool:
     """An htmx request that is not a boosted navigation gets just the fragment."""
-    return bool(htmx) and not htmx.boosted
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
 
 
 def page(template: str, fragment: str | None = None, **context: Any) -> str:

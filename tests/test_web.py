@@ -168,6 +168,10 @@ def test_htmx_fragment_or_full_page(signed_in):
         "/admin/users", headers={"HX-Request": "true", "HX-Boosted": "true"}
     ).get_data(as_text=True)
     assert "<html" in boosted
+    restored = portal.client.get(
+        "/admin/users?q=admin", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    ).get_data(as_text=True)
+    assert "<html" in restored, "a history restore after a cache miss needs the whole page"
 
 
 def test_expired_htmx_session_redirects_the_browser_to_sign_in(portal):

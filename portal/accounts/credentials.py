@@ -87,7 +87,11 @@ def provisioning_uri(secret: str, email: str, issuer: str) -> str:
 
 def qr_svg(uri: str) -> str:
     """An inline SVG QR code of the URI (no scripts, no external requests)."""
-    return str(segno.make(uri, error="m").svg_inline(scale=5, border=2, dark="#111", light="#fff"))
+    return str(
+        segno.make(uri, error="m").svg_inline(
+            scale=5, border=4, dark="#111", light="#fff", omitsize=True
+        )
+    )
 
 
 def format_secret(secret: str) -> str:

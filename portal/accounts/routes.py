@@ -10,6 +10,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -56,6 +57,7 @@ def _begin_session(user: User, raw_sid: str) -> None:
     """A fresh cookie session for the signed-in user (nothing carried over from before)."""
     next_url = (session.get("pending") or {}).get("next")
     session.clear()
+    g.pop("csrf_token", None)  # the page rendered next must carry a token of the new session
     session["sid"] = raw_sid
     login_user(user)
     if next_url:
