@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from flask import has_request_context, request
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, select
+from sqlalchemy import BigInteger, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock
 from portal.extensions import Model, db
 
 GENESIS = "0" * 64
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_FIELDS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 SECRET_KEYS = ("password", "secret", "token", "code", "otp")
 SECRET_EXEMPT = ("reason_code", "status_code", "response_code")
 
@@ -66,7 +68,9 @@ class AuditEvent(Model):
     __tablename__ = "audit_event"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # ISO 8601 UTC text ("2026-11-26T09:37:44.123456Z"): exactly the string the hash covers,
+    # and it sorts like the time it names, so range queries work on it directly.
+    occurred_at: Mapped[str] = mapped_column(String(27), index=True)
     event: Mapped[str] = mapped_column(String(80), index=True)
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
@@ -75,9 +79,19 @@ class AuditEvent(Model):
     subject_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Canonical JSON text (sorted keys, no spaces), stored exactly as hashed.
+    data_json: Mapped[str] = mapped_column("data", Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        value = json.loads(self.data_json or "{}")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def occurred(self) -> datetime:
+        return datetime.strptime(self.occurred_at, TIME_FORMAT).replace(tzinfo=UTC)
 
     __table_args__ = (
         db.Index("ix_audit_event_subject", "subject_type", "subject_id", "seq"),
@@ -130,32 +144,49 @@ def mask(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _iso(value: datetime) -> str:
-    return clock.as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def iso_time(value: datetime) -> str:
+    """The stored and hashed form of a moment: ISO 8601 in UTC with microseconds."""
+    return clock.as_utc(value).strftime(TIME_FORMAT)
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """Canonical JSON of event data: sorted keys, no whitespace, Unicode kept."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical(
     seq: int,
-    occurred_at: datetime,
+    occurred_at: str,
     event: str,
-    actor: tuple[str, str | None, str | None],
-    subject: tuple[str | None, str | None],
+    actor_type: str,
+    actor_id: str | None,
+    actor_label: str | None,
+    subject_type: str | None,
+    subject_id: str | None,
     ip: str | None,
     user_agent: str | None,
-    data: Mapping[str, Any] | None,
+    data_json: str,
 ) -> bytes:
-    """The exact bytes an event's hash covers (besides the previous hash)."""
-    body = {
-        "seq": seq,
-        "at": _iso(occurred_at),
-        "event": event,
-        "actor": list(actor),
-        "subject": list(subject),
-        "ip": ip,
-        "ua": user_agent,
-        "data": data or {},
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The exact bytes an event's hash covers (besides the previous hash).
+
+    A JSON array of the event's fields, a newline, then the stored data JSON. Every
+    part is stored as text exactly as hashed, so verification never re-encodes.
+    """
+    head = _FIELDS.encode(
+        [
+            seq,
+            occurred_at,
+            event,
+            actor_type,
+            actor_id,
+            actor_label,
+            subject_type,
+            subject_id,
+            ip,
+            user_agent,
+        ]
+    )
+    return f"{head}\n{data_json}".encode()
 
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
@@ -189,37 +220,24 @@ def record(
     req_ip, req_agent = _request_origin()
     actor_ref = _ref(actor)
     subject_type, subject_id, _label = _ref(subject) if subject is not None else (None, None, None)
-    seq = head.seq + 1
-    now = clock.utcnow()
-    clean = mask(data or {})
-    body = canonical(
-        seq,
-        now,
-        event,
-        actor_ref,
-        (subject_type, subject_id),
-        ip or req_ip,
-        user_agent or req_agent,
-        clean,
-    )
-    entry = AuditEvent(
-        seq=seq,
-        occurred_at=now,
-        event=event,
-        actor_type=actor_ref[0],
-        actor_id=actor_ref[1],
-        actor_label=actor_ref[2],
-        subject_type=subject_type,
-        subject_id=subject_id,
-        ip=ip or req_ip,
-        user_agent=user_agent or req_agent,
-        data=clean,
-        prev_hash=head.hash,
-        hash=chain_hash(head.hash, body),
-    )
+    fields: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "occurred_at": iso_time(clock.utcnow()),
+        "event": event,
+        "actor_type": actor_ref[0],
+        "actor_id": actor_ref[1],
+        "actor_label": (actor_ref[2] or "")[:255] or None,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "ip": ip or req_ip,
+        "user_agent": user_agent or req_agent,
+        "data_json": encode_data(mask(data or {})),
+    }
+    digest = chain_hash(head.hash, canonical(**fields))
+    entry = AuditEvent(**fields, prev_hash=head.hash, hash=digest)
     db.session.add(entry)
-    head.seq = seq
-    head.hash = entry.hash
+    head.seq = entry.seq
+    head.hash = digest
     db.session.flush()
     return entry
 
@@ -234,51 +252,57 @@ class Verification:
     reason: str = ""
 
 
-COLUMNS = (
-    AuditEvent.seq,
-    AuditEvent.occurred_at,
-    AuditEvent.event,
-    AuditEvent.actor_type,
-    AuditEvent.actor_id,
-    AuditEvent.actor_label,
-    AuditEvent.subject_type,
-    AuditEvent.subject_id,
-    AuditEvent.ip,
-    AuditEvent.user_agent,
-    AuditEvent.data,
-    AuditEvent.prev_hash,
-    AuditEvent.hash,
-)
+_COLUMN_NAMES = (
+    "seq", "occurred_at", "event", "actor_type", "actor_id", "actor_label", "subject_type",
+    "subject_id", "ip", "user_agent", "data", "prev_hash", "hash",
+)  # fmt: skip
 
 
-def _rows(batch: int) -> Iterator[tuple[Any, ...]]:
-    """Stream the chain in order in keyset batches, holding one batch at a time."""
+def _rows(batch: int) -> Iterator[Sequence[Any]]:
+    """Stream the chain in order in keyset batches of plain DB-API rows.
+
+    The driver's own cursor is used because every column is stored as the text that was
+    hashed: there is nothing to convert, and verification runs near hashing speed.
+    """
+    columns = ", ".join(_COLUMN_NAMES)
+    cursor = db.session.connection().connection.cursor()
     last = 0
-    while True:
-        rows = db.session.execute(
-            select(*COLUMNS).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1][0]
+    try:
+        while True:
+            # ``last`` is an int read back from the table: safe to place in the statement.
+            cursor.execute(
+                f"SELECT {columns} FROM audit_event WHERE seq > {int(last)} "  # noqa: S608
+                f"ORDER BY seq LIMIT {int(batch)}"
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+    finally:
+        cursor.close()
 
 
-def verify_rows(rows: Iterable[tuple[Any, ...]]) -> Verification:
-    """Check sequence numbers, links and hashes of events given in sequence order."""
+def verify_rows(rows: Iterable[Sequence[Any]]) -> Verification:
+    """Check sequence numbers, links and hashes of stored rows given in sequence order.
+
+    Equivalent to ``chain_hash(prev, canonical(...))`` per row, written out so that a
+    million events verify at close to the speed of hashing their bytes.
+    """
+    encode = _FIELDS.encode
+    sha256 = hashlib.sha256
     expected_prev = GENESIS
-    expected_seq = 1
     count = 0
-    for seq, at, event, a_type, a_id, a_label, s_type, s_id, ip, agent, data, prev, digest in rows:
-        if seq != expected_seq:
-            return Verification(False, count, expected_seq, f"event {expected_seq} is missing")
+    for row in rows:
+        seq, prev, digest = row[0], row[11], row[12]
+        if seq != count + 1:
+            return Verification(False, count, count + 1, f"event {count + 1} is missing")
         if prev != expected_prev:
             return Verification(False, count, seq, "does not link to the event before it")
-        body = canonical(seq, at, event, (a_type, a_id, a_label), (s_type, s_id), ip, agent, data)
-        if chain_hash(prev, body) != digest:
+        body = f"{prev}\n{encode(list(row[:10]))}\n{row[10]}"
+        if sha256(body.encode()).hexdigest() != digest:
             return Verification(False, count, seq, "content does not match its hash")
         expected_prev = digest
-        expected_seq += 1
         count += 1
     return Verification(True, count)
 

@@ -48,7 +48,7 @@ def upgrade():
     op.create_table(
         "audit_event",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", sa.String(length=27), nullable=False),
         sa.Column("event", sa.String(length=80), nullable=False),
         sa.Column("actor_type", sa.String(length=20), nullable=False),
         sa.Column("actor_id", sa.String(length=64), nullable=True),
@@ -57,7 +57,7 @@ def upgrade():
         sa.Column("subject_id", sa.String(length=64), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.String(length=512), nullable=True),
-        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_event")),

@@ -1,0 +1,1 @@
+"""Benchmarks against the design budgets; ``make bench`` runs them all."""
