@@ -69,11 +69,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal import audit, cli, health, jobs, web
     from portal.accounts import init_app as init_accounts
     from portal.envelopes.routes import bp as console_bp
+    from portal.library.routes import bp as library_bp
 
     jobs.install()
     web.install(app)
     init_accounts(app)
     app.register_blueprint(console_bp)
+    app.register_blueprint(library_bp)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     cli.init_app(app)

@@ -16,6 +16,7 @@ from portal.accounts import admin
 from portal.accounts.models import Role, User
 from portal.config import ConfigError, decode_data_key
 from portal.extensions import db
+from portal.library import demo
 
 group = AppGroup("portal", help="Operate the signing portal.")
 
@@ -56,6 +57,9 @@ def seed_demo() -> None:
     for email, name, role, password in DEMO_USERS:
         if not admin.email_taken(email):
             admin.create_user(email, name, role, team, by="seed-demo", password=password)
+    users = {u.role: u for u in db.session.query(User).filter(User.email.like("%@demo.example"))}
+    for name in demo.seed(team, author=users["admin"], reviewer=users["compliance"]):
+        click.echo(f"Added the approved template {name!r}.")
     click.echo("Demo sign-ins (you set up an authenticator app at first sign-in):")
     for email, _name, role, password in DEMO_USERS:
         click.echo(f"  {role.value:<11} {email:<26} {password}")

@@ -1,0 +1,1 @@
+"""PDF work shared by every package: inspection, geometry, page images, authoring, stamping."""

@@ -1,0 +1,1 @@
+"""Template library: templates, versions, fields, roles, workflow settings and approval."""
