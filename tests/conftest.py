@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from flask import Flask, has_app_context
+from flask import Flask, current_app, has_app_context
 from flask.testing import FlaskClient
 
 from tests.services import PostgresServer, RedisServer
@@ -287,10 +287,13 @@ def audit_events(app: Flask, event: str | None = None) -> list:
     from portal.audit import AuditEvent
     from portal.extensions import db
 
+    stmt = select(AuditEvent).order_by(AuditEvent.seq)
+    if event:
+        stmt = stmt.where(AuditEvent.event == event)
+    if has_app_context() and current_app._get_current_object() is app:
+        # inside the test's own app context: read in its session (SQLite allows one writer)
+        return list(db.session.execute(stmt).scalars())
     with app.app_context():
-        stmt = select(AuditEvent).order_by(AuditEvent.seq)
-        if event:
-            stmt = stmt.where(AuditEvent.event == event)
         rows = list(db.session.execute(stmt).scalars())
         db.session.expunge_all()
         return rows

@@ -20,9 +20,15 @@ PUBLIC = {
 
 
 def _concrete(rule) -> str:
-    return re.sub(
-        r"<(?:[^:>]+:)?([^>]+)>", lambda m: "1" if "id" in m.group(1) else "deactivate", rule.rule
-    )
+    """A URL that matches the rule: ids become 1, ``any(a, b)`` becomes its first choice."""
+
+    def value(match: re.Match) -> str:
+        converter, name = match.group(1) or "", match.group(2)
+        if converter.startswith("any("):
+            return converter[4:].split(",")[0].strip(" '\")")
+        return "1" if converter.startswith("int") or "id" in name or name == "number" else "x"
+
+    return re.sub(r"<(?:([^:>]+):)?([^>]+)>", value, rule.rule)
 
 
 def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):

@@ -84,10 +84,34 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             version,
             author,
             [
-                ("signature", "customer", _bottom(version, version.page_count, 57, 150, 200, 54), {"label": "Customer signature", "key": "customer_signature"}),
-                ("date_signed", "customer", _bottom(version, version.page_count, 300, 120, 120, 22), {"label": "Date signed", "key": "date_signed"}),
-                ("full_name", "customer", _bottom(version, version.page_count, 57, 84, 200, 22), {"label": "Full name", "key": "full_name", "merge_key": "customer.name"}),
-                ("attachment", "customer", _bottom(version, version.page_count, 300, 84, 180, 30), {"label": "Photo of the receipt (optional)", "key": "receipt_photo", "required": False}),
+                (
+                    "signature",
+                    "customer",
+                    _bottom(version, version.page_count, 57, 150, 200, 54),
+                    {"label": "Customer signature", "key": "customer_signature"},
+                ),
+                (
+                    "date_signed",
+                    "customer",
+                    _bottom(version, version.page_count, 300, 120, 120, 22),
+                    {"label": "Date signed", "key": "date_signed"},
+                ),
+                (
+                    "full_name",
+                    "customer",
+                    _bottom(version, version.page_count, 57, 84, 200, 22),
+                    {"label": "Full name", "key": "full_name", "merge_key": "customer.name"},
+                ),
+                (
+                    "attachment",
+                    "customer",
+                    _bottom(version, version.page_count, 300, 84, 180, 30),
+                    {
+                        "label": "Photo of the receipt (optional)",
+                        "key": "receipt_photo",
+                        "required": False,
+                    },
+                ),
             ],
         )
         ops.submit(version, by=author)
@@ -96,14 +120,24 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
     name = "Service-change addendum"
     if not _exists(name, team):
         version, problems = ops.create_authored(
-            name, "service_change_addendum", team, SERVICE_CHANGE_BODY, SERVICE_CHANGE_KEYS, by=author
+            name,
+            "service_change_addendum",
+            team,
+            SERVICE_CHANGE_BODY,
+            SERVICE_CHANGE_KEYS,
+            by=author,
         )
         assert not problems, problems
         ops.set_roles(
             version,
             [
                 {"key": "customer", "name": "Customer", "kind": "signer", "order": 1},
-                {"key": "account_manager", "name": "Account manager", "kind": "approver", "order": 2},
+                {
+                    "key": "account_manager",
+                    "name": "Account manager",
+                    "kind": "approver",
+                    "order": 2,
+                },
             ],
             by=author,
         )
@@ -111,8 +145,18 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             version,
             author,
             [
-                ("signature", "customer", _bottom(version, version.page_count, 57, 150, 200, 54), {"label": "Customer signature", "key": "customer_signature"}),
-                ("date_signed", "customer", _bottom(version, version.page_count, 300, 120, 120, 22), {"label": "Date signed", "key": "date_signed"}),
+                (
+                    "signature",
+                    "customer",
+                    _bottom(version, version.page_count, 57, 150, 200, 54),
+                    {"label": "Customer signature", "key": "customer_signature"},
+                ),
+                (
+                    "date_signed",
+                    "customer",
+                    _bottom(version, version.page_count, 300, 120, 120, 22),
+                    {"label": "Date signed", "key": "date_signed"},
+                ),
             ],
         )
         ops.submit(version, by=author)

@@ -105,7 +105,9 @@ class SettingsForm(FlaskForm):
     reminder_every_hours = IntegerField(
         "Remind every (hours)", validators=[InputRequired(), NumberRange(1, 720)]
     )
-    reminder_max = IntegerField("At most (reminders)", validators=[InputRequired(), NumberRange(0, 10)])
+    reminder_max = IntegerField(
+        "At most (reminders)", validators=[InputRequired(), NumberRange(0, 10)]
+    )
     expiry_days = IntegerField(
         "Expires after (days)", validators=[InputRequired(), NumberRange(1, 90)]
     )

@@ -86,13 +86,17 @@ def page_box(version: TemplateVersion, number: int) -> PageBox:
 
 def display_rect(field: Field) -> Rect:
     """Where the editor shows a field: display points from the page's top-left corner."""
-    return pdf_to_display(page_box(field.version, field.page), Rect(field.x, field.y, field.w, field.h))
+    return pdf_to_display(
+        page_box(field.version, field.page), Rect(field.x, field.y, field.w, field.h)
+    )
 
 
 def merge_keys(version: TemplateVersion) -> list[authoring.MergeKey]:
     """The version's declared merge keys."""
     return [
-        authoring.MergeKey(str(k["key"]), str(k.get("label") or k["key"]), str(k.get("sample") or ""))
+        authoring.MergeKey(
+            str(k["key"]), str(k.get("label") or k["key"]), str(k.get("sample") or "")
+        )
         for k in version.merge_keys or []
     ]
 
@@ -414,7 +418,11 @@ def move_field(field: Field, page: int, at: Rect, by: User) -> Field:
         "template.field_moved",
         actor=by,
         subject=version,
-        data={"key": field.key, "page": page, "rect": [round(v, 2) for v in (pdf.x, pdf.y, pdf.w, pdf.h)]},
+        data={
+            "key": field.key,
+            "page": page,
+            "rect": [round(v, 2) for v in (pdf.x, pdf.y, pdf.w, pdf.h)],
+        },
     )
     db.session.commit()
     return field
@@ -426,7 +434,9 @@ def update_field(field: Field, changes: Mapping[str, Any], by: User) -> Field:
     _editable(version)
     key = str(changes.get("key", field.key)).strip()
     if not KEY_PATTERN.match(key):
-        raise LibraryError("A field key is lower-case letters, digits and underscores, like refund_iban.")
+        raise LibraryError(
+            "A field key is lower-case letters, digits and underscores, like refund_iban."
+        )
     if key != field.key and any(f.key == key for f in version.fields if f is not field):
         raise LibraryError(f"Another field is already called {key}.")
     role = str(changes.get("role", field.role))
@@ -435,10 +445,16 @@ def update_field(field: Field, changes: Mapping[str, Any], by: User) -> Field:
     merge_key = (changes.get("merge_key", field.merge_key) or "").strip() or None
     if merge_key and merge_key not in {k.key for k in merge_keys(version)}:
         raise LibraryError(f"{merge_key} is not one of this template's merge fields; add it first.")
-    options = [str(o).strip() for o in changes.get("options", field.options) or [] if str(o).strip()]
+    options = [
+        str(o).strip() for o in changes.get("options", field.options) or [] if str(o).strip()
+    ]
     if field.type in ("radio", "select") and len(options) < 2:
         raise LibraryError("A choice needs at least two options.")
-    validation = {k: v for k, v in dict(changes.get("validation", field.validation) or {}).items() if v not in (None, "")}
+    validation = {
+        k: v
+        for k, v in dict(changes.get("validation", field.validation) or {}).items()
+        if v not in (None, "")
+    }
     if validation.get("pattern"):
         bad = rules.pattern_problem(str(validation["pattern"]))
         if bad:
@@ -456,7 +472,9 @@ def update_field(field: Field, changes: Mapping[str, Any], by: User) -> Field:
     field.required = bool(changes.get("required", field.required))
     field.label = str(changes.get("label", field.label)).strip()[:200]
     field.merge_key = merge_key
-    field.readonly_when_prefilled = bool(changes.get("readonly_when_prefilled", field.readonly_when_prefilled)) and bool(merge_key)
+    field.readonly_when_prefilled = bool(
+        changes.get("readonly_when_prefilled", field.readonly_when_prefilled)
+    ) and bool(merge_key)
     field.options = options
     field.validation = validation
     field.condition = condition
@@ -493,7 +511,9 @@ def set_roles(version: TemplateVersion, roles: Sequence[Mapping[str, Any]], by: 
         name = str(entry.get("name") or "").strip()
         if not name:
             continue
-        key = str(entry.get("key") or "").strip() or re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        key = str(entry.get("key") or "").strip() or re.sub(r"[^a-z0-9]+", "_", name.lower()).strip(
+            "_"
+        )
         if not KEY_PATTERN.match(key) or key in seen:
             raise LibraryError(f"Role names must be different from each other ({name}).")
         kind = str(entry.get("kind") or "signer")
@@ -510,11 +530,17 @@ def set_roles(version: TemplateVersion, roles: Sequence[Mapping[str, Any]], by: 
     orphans = sorted({f.role for f in version.fields} - seen)
     if orphans:
         raise LibraryError(
-            f"Fields still belong to {', '.join(orphans)}; move or delete them before removing the role."
+            f"Fields still belong to {', '.join(orphans)}; "
+            "move or delete them before removing the role."
         )
     before = version.roles
     version.roles = sorted(clean, key=lambda r: (r["order"], r["name"]))
-    audit.record("template.roles_changed", actor=by, subject=version, data={"from": before, "to": version.roles})
+    audit.record(
+        "template.roles_changed",
+        actor=by,
+        subject=version,
+        data={"from": before, "to": version.roles},
+    )
     db.session.commit()
 
 
@@ -611,7 +637,9 @@ def reject(version: TemplateVersion, by: User, comment: str) -> None:
     version.reviewed_by_id = by.id
     version.reviewed_at = clock.utcnow()
     version.review_comment = comment.strip()
-    audit.record("template.rejected", actor=by, subject=version, data={"comment": version.review_comment})
+    audit.record(
+        "template.rejected", actor=by, subject=version, data={"comment": version.review_comment}
+    )
     db.session.commit()
 
 
@@ -649,10 +677,9 @@ def new_draft(template: Template, by: User) -> TemplateVersion:
         images_status=latest.images_status,
         created_by_id=by.id,
     )
-    for field in latest.fields:
-        snap = field.snapshot()
-        draft.fields.append(Field(**snap))
     db.session.add(draft)
+    for field in latest.fields:
+        draft.fields.append(Field(**field.snapshot()))
     db.session.flush()
     audit.record(
         "template.version_created",
@@ -674,7 +701,11 @@ def retire(template: Template, by: User, reason: str) -> None:
         raise LibraryError("Say why the template is retired.")
     template.retired_at = clock.utcnow()
     for version in template.versions:
-        if version.status in (VersionStatus.APPROVED.value, VersionStatus.IN_REVIEW.value, VersionStatus.DRAFT.value):
+        if version.status in (
+            VersionStatus.APPROVED.value,
+            VersionStatus.IN_REVIEW.value,
+            VersionStatus.DRAFT.value,
+        ):
             version.status = VersionStatus.RETIRED.value
     audit.record("template.retired", actor=by, subject=template, data={"reason": reason.strip()})
     db.session.commit()

@@ -7,6 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
+from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms import SelectChoice
 
 from portal import storage, web
@@ -138,6 +140,14 @@ def index() -> str:
     )
 
 
+def _read(upload: FileStorage) -> bytes:
+    """The uploaded bytes; the spooled temporary file is closed at once."""
+    try:
+        return upload.read()
+    finally:
+        upload.close()
+
+
 def _team_choices() -> list[SelectChoice]:
     teams = db.session.execute(select(Team).order_by(Team.name)).scalars()
     return [SelectChoice(0, "No team"), *[SelectChoice(t.id, t.name) for t in teams]]
@@ -171,7 +181,7 @@ def new() -> Any:
                     form.name.data or "",
                     form.document_type.data or "other",
                     team,
-                    upload.read(),
+                    _read(upload),
                     upload.filename,
                     by=current_user,
                 )
@@ -186,7 +196,7 @@ def new() -> Any:
 
 @bp.route("/<int:template_id>")
 @roles_required()
-def template(template_id: int) -> Response:
+def template(template_id: int) -> WerkzeugResponse:
     """A template opens on its newest version (agents: the approved one)."""
     template = _template_or_404(template_id)
     version = ops.latest_version(template) if _is_author() else ops.approved_version(template)
@@ -194,7 +204,9 @@ def template(template_id: int) -> Response:
     return redirect(url_for("library.version", version_id=version.id))
 
 
-def _property_form(version: TemplateVersion, field: Field, formdata: Any = None) -> FieldPropertiesForm:
+def _property_form(
+    version: TemplateVersion, field: Field, formdata: Any = None
+) -> FieldPropertiesForm:
     validation = field.validation or {}
     condition = field.condition or {}
     form = FieldPropertiesForm(
@@ -347,7 +359,14 @@ def add_field(version_id: int) -> Any:
     if form.x.data is not None and form.y.data is not None:
         at = Rect(form.x.data, form.y.data, form.w.data or 0, form.h.data or 0)
     try:
-        field = ops.add_field(version, form.type.data or "text", form.page.data or 1, at, form.role.data, by=current_user)
+        field = ops.add_field(
+            version,
+            form.type.data or "text",
+            form.page.data or 1,
+            at,
+            form.role.data,
+            by=current_user,
+        )
     except ops.LibraryError as exc:
         return _fail(version, str(exc))
     return _fields_response(version, selected=field.id)
@@ -361,7 +380,9 @@ def place_field(version_id: int, field_id: int) -> Any:
     field = _field_or_404(version, field_id)
     form = _place_form(field, formdata=request.form)
     if not form.validate_on_submit():
-        return _fail(version, "Enter the page and a position inside it, in points.", selected=field.id)
+        return _fail(
+            version, "Enter the page and a position inside it, in points.", selected=field.id
+        )
     try:
         ops.move_field(
             field,
@@ -497,7 +518,13 @@ def _parse_merge_keys(text: str) -> list[dict[str, str]]:
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split("|")]
-        keys.append({"key": parts[0], "label": parts[1] if len(parts) > 1 else "", "sample": parts[2] if len(parts) > 2 else ""})
+        keys.append(
+            {
+                "key": parts[0],
+                "label": parts[1] if len(parts) > 1 else "",
+                "sample": parts[2] if len(parts) > 2 else "",
+            }
+        )
     return keys
 
 
@@ -508,15 +535,22 @@ def body(version_id: int) -> Any:
     version = _author_version(version_id)
     form = BodyForm()
     if not form.validate_on_submit():
-        return render_template("library/version.html", **_editor_context(version, body_form=form)), 422
+        return render_template(
+            "library/version.html", **_editor_context(version, body_form=form)
+        ), 422
     try:
         problems = ops.update_body(
-            version, form.body.data or "", _parse_merge_keys(form.merge_keys.data or ""), by=current_user
+            version,
+            form.body.data or "",
+            _parse_merge_keys(form.merge_keys.data or ""),
+            by=current_user,
         )
     except ops.LibraryError as exc:
         db.session.rollback()
         form.merge_keys.errors = [str(exc)]
-        return render_template("library/version.html", **_editor_context(version, body_form=form)), 422
+        return render_template(
+            "library/version.html", **_editor_context(version, body_form=form)
+        ), 422
     if problems:
         return render_template(
             "library/version.html", **_editor_context(version, body_form=form, problems=problems)
@@ -536,7 +570,7 @@ def replace_source(version_id: int) -> Any:
         flash("Choose a PDF file to upload.", "error")
         return redirect(url_for("library.version", version_id=version.id))
     try:
-        ops.replace_pdf(version, upload.read(), upload.filename, by=current_user)
+        ops.replace_pdf(version, _read(upload), upload.filename, by=current_user)
     except (PdfProblem, ops.LibraryError) as exc:
         db.session.rollback()
         flash(str(exc), "error")
