@@ -454,6 +454,8 @@ def test_agents_see_only_approved_templates_of_their_team(app, make_staff, signe
     assert portal.client.get(f"/library/versions/{approved_id}").status_code == 200
     assert portal.client.get(f"/library/versions/{draft_id}").status_code == 404
     assert portal.client.get(f"/library/versions/{draft_id}/pages/1.png").status_code == 404
+    console = portal.client.get("/console").get_data(as_text=True)
+    assert "Refund" in console and "Billing form" not in console and "Draft addendum" not in console
 
 
 def test_library_search_by_name_type_and_status(signed_in, make_staff, app):

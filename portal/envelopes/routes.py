@@ -7,6 +7,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from portal.accounts.access import roles_required, sees_all_teams
+from portal.library.operations import sendable_templates
 
 bp = Blueprint("console", __name__)
 
@@ -22,4 +23,8 @@ def index() -> Response:
 @roles_required()
 def home() -> str:
     """The console: what the signed-in member of staff works on."""
-    return render_template("envelopes/console.html", all_teams=sees_all_teams(current_user))
+    return render_template(
+        "envelopes/console.html",
+        all_teams=sees_all_teams(current_user),
+        templates=sendable_templates(current_user),
+    )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from portal import audit, clock, jobs, storage
+from portal.accounts.access import team_scope
 from portal.accounts.models import Role, Team, User
 from portal.documents import authoring
 from portal.documents.geometry import Rect, clamp_display, display_to_pdf, pdf_to_display
@@ -131,6 +132,21 @@ def ensure_sendable(version: TemplateVersion) -> None:
         raise LibraryError(f"{name} cannot be sent: it {reasons[version.status]}.")
     if approved_version(version.template) is not version:
         raise LibraryError(f"{name} cannot be sent: it is not the current approved version.")
+
+
+def sendable_templates(user: User) -> list[tuple[Template, TemplateVersion]]:
+    """The templates the user's team may send now, each with its approved version."""
+    stmt = team_scope(
+        select(Template).where(Template.retired_at.is_(None)).order_by(Template.name),
+        Template.team_id,
+        user,
+    )
+    out = []
+    for template in db.session.execute(stmt).scalars():
+        version = approved_version(template)
+        if version is not None:
+            out.append((template, version))
+    return out
 
 
 def review_due(template: Template) -> bool:
