@@ -565,3 +565,31 @@ def test_seed_demo_adds_two_approved_templates_once(ctx, runner_for):
     refund_fields = {f.key: f for f in ops.approved_version(templates[0]).fields}
     assert refund_fields["receipt_photo"].required is False
     assert refund_fields["full_name"].merge_key == "customer.name"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "abc"])
+def test_impossible_positions_are_refused_without_an_error_page(signed_in, app, value):
+    portal, admin = signed_in("admin")
+    with app.app_context():
+        version = ops.create_from_pdf("A4", "other", None, good_pdf(), "a.pdf", by=_user(admin))
+        field = ops.add_field(version, "text", 1, None, "customer", by=_user(admin))
+        version_id, field_id = version.id, field.id
+        before = (field.x, field.y)
+    added = portal.htmx_post(
+        f"/library/versions/{version_id}/fields",
+        {"type": "text", "role": "customer", "page": "1", "x": value, "y": "10"},
+    )
+    moved = portal.htmx_post(
+        f"/library/versions/{version_id}/fields/{field_id}/place",
+        {
+            f"p{field_id}-page": "1",
+            f"p{field_id}-x": value,
+            f"p{field_id}-y": "10",
+            f"p{field_id}-w": "50",
+            f"p{field_id}-h": "20",
+        },
+    )
+    assert added.status_code == 422 and moved.status_code == 422
+    with app.app_context():
+        assert len(db.session.get(TemplateVersion, version_id).fields) == 1
+        assert (db.session.get(Field, field_id).x, db.session.get(Field, field_id).y) == before

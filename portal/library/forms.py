@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
@@ -13,10 +15,18 @@ from wtforms import (
     SelectField,
     StringField,
     TextAreaField,
+    ValidationError,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from portal.library.models import DOCUMENT_TYPE_LABELS, FieldType
+
+
+def finite(form: FlaskForm, field: FloatField) -> None:
+    """Positions are real numbers of points (not NaN or infinity)."""
+    if field.data is not None and not math.isfinite(field.data):
+        raise ValidationError("Enter a number of points.")
+
 
 TYPE_CHOICES = [SelectChoice(value, label) for value, label in DOCUMENT_TYPE_LABELS.items()]
 FIELD_TYPE_CHOICES = [SelectChoice(t.value, t.label) for t in FieldType]
@@ -63,20 +73,20 @@ class AddFieldForm(FlaskForm):
     type = SelectField("Field type", choices=FIELD_TYPE_CHOICES)
     page = IntegerField("Page", validators=[InputRequired(), NumberRange(min=1)], default=1)
     role = SelectField("Filled in by")
-    x = FloatField("x", validators=[Optional()])
-    y = FloatField("y", validators=[Optional()])
-    w = FloatField("w", validators=[Optional()])
-    h = FloatField("h", validators=[Optional()])
+    x = FloatField("x", validators=[Optional(), finite])
+    y = FloatField("y", validators=[Optional(), finite])
+    w = FloatField("w", validators=[Optional(), finite])
+    h = FloatField("h", validators=[Optional(), finite])
 
 
 class PlaceForm(FlaskForm):
     """Where a field is: page and rectangle in points from the page's top-left corner."""
 
     page = IntegerField("Page", validators=[InputRequired(), NumberRange(min=1)])
-    x = FloatField("Left (pt)", validators=[InputRequired(), NumberRange(min=0)])
-    y = FloatField("Top (pt)", validators=[InputRequired(), NumberRange(min=0)])
-    w = FloatField("Width (pt)", validators=[InputRequired(), NumberRange(min=4)])
-    h = FloatField("Height (pt)", validators=[InputRequired(), NumberRange(min=4)])
+    x = FloatField("Left (pt)", validators=[InputRequired(), finite, NumberRange(min=0)])
+    y = FloatField("Top (pt)", validators=[InputRequired(), finite, NumberRange(min=0)])
+    w = FloatField("Width (pt)", validators=[InputRequired(), finite, NumberRange(min=4)])
+    h = FloatField("Height (pt)", validators=[InputRequired(), finite, NumberRange(min=4)])
 
 
 class FieldPropertiesForm(FlaskForm):
