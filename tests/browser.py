@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from playwright.sync_api import (
     Browser,
@@ -20,6 +21,7 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
+    sync_playwright,
 )
 from werkzeug.serving import make_server
 
@@ -158,3 +160,37 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
             if summary:
                 lines.append("      " + summary.replace("\n", "\n      "))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- fixtures (a pytest plugin)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole run (Debian's, never a downloaded one)."""
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def base_url(app: Flask) -> Iterator[str]:
+    """The test's app served over real HTTP on a free loopback port."""
+    with live_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def phone(browser: Browser, base_url: str) -> Iterator[Tab]:
+    """A 390x844 touch phone."""
+    with open_tab(browser, base_url, **PHONE) as tab:
+        yield tab
+
+
+@pytest.fixture
+def desktop(browser: Browser, base_url: str) -> Iterator[Tab]:
+    """A 1280x800 desktop browser."""
+    with open_tab(browser, base_url, **DESKTOP) as tab:
+        yield tab

@@ -22,6 +22,8 @@ from flask.testing import FlaskClient
 
 from tests.services import PostgresServer, RedisServer
 
+pytest_plugins = ["tests.browser"]  # browser, base_url, phone and desktop fixtures
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 FAST_ARGON2 = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 TEST_KEY = bytes(range(32))

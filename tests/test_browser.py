@@ -8,56 +8,20 @@ Screenshots go to tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pyotp
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from flask import Flask
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
-    PHONE,
-    TIMEOUT_MS,
     describe_violations,
-    live_server,
-    open_tab,
     serious_violations,
 )
 
 pytestmark = pytest.mark.browser
 
 RECOVERY_CODE = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def base_url(app: Flask) -> Iterator[str]:
-    with live_server(app) as url:
-        yield url
-
-
-@pytest.fixture
-def phone(browser: Browser, base_url: str):
-    with open_tab(browser, base_url, **PHONE) as tab:
-        yield tab
-
-
-@pytest.fixture
-def desktop(browser: Browser, base_url: str):
-    with open_tab(browser, base_url, **DESKTOP) as tab:
-        yield tab
 
 
 def test_phone_sign_in_with_password_and_code_lands_on_console(phone, make_staff):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
-from playwright.sync_api import Browser, CDPSession, Locator, Page, expect, sync_playwright
+from playwright.sync_api import CDPSession, Locator, Page, expect
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 from sqlalchemy import select
@@ -30,15 +30,8 @@ from portal.extensions import db
 from portal.library import operations as ops
 from portal.library.models import Field, TemplateVersion
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
-    PHONE,
-    TIMEOUT_MS,
     Tab,
     describe_violations,
-    live_server,
-    open_tab,
     serious_violations,
 )
 from tests.conftest import ARTIFACTS, Staff, audit_events
@@ -46,36 +39,6 @@ from tests.conftest import ARTIFACTS, Staff, audit_events
 pytestmark = pytest.mark.browser
 
 PAGE_W, PAGE_H = A4  # points: 595.28 x 841.89
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def base_url(app: Flask) -> Iterator[str]:
-    with live_server(app) as url:
-        yield url
-
-
-@pytest.fixture
-def phone(browser: Browser, base_url: str) -> Iterator[Tab]:
-    with open_tab(browser, base_url, **PHONE) as tab:
-        yield tab
-
-
-@pytest.fixture
-def desktop(browser: Browser, base_url: str) -> Iterator[Tab]:
-    with open_tab(browser, base_url, **DESKTOP) as tab:
-        yield tab
-
-
-# ------------------------------------------------------------------ data
 
 
 def refund_pdf() -> bytes:

@@ -51,17 +51,29 @@ document by email once both steps are done.
 """
 
 
-def _bottom(version: Any, page: int, x: float, from_bottom: float, w: float, h: float) -> Rect:
-    box = ops.page_box(version, page)
-    return Rect(x, box.display_height - from_bottom, w, h)
+Spec = tuple[str, float, float, float, float, dict[str, Any]]
 
+# (type, left, distance of the top from the page bottom, width, height, properties), all on the
+# last page, in the signature room every authored document leaves at its end.
+SIGN_AND_DATE: list[Spec] = [
+    ("signature", 57, 150, 200, 54, {"label": "Customer signature", "key": "customer_signature"}),
+    ("date_signed", 300, 120, 120, 22, {"label": "Date signed", "key": "date_signed"}),
+]
+PREFILLED_NAME = {"label": "Full name", "key": "full_name", "merge_key": "customer.name"}
+RECEIPT_PHOTO = {
+    "label": "Photo of the receipt (optional)",
+    "key": "receipt_photo",
+    "required": False,
+}
+REFUND_EXTRAS: list[Spec] = [
+    ("full_name", 57, 84, 200, 22, PREFILLED_NAME),
+    ("attachment", 300, 84, 180, 30, RECEIPT_PHOTO),
+]
 
-def _place(version: Any, by: User, specs: list[tuple[str, str, Rect, dict[str, Any]]]) -> None:
-    last = version.page_count
-    for field_type, role, rect, props in specs:
-        field = ops.add_field(version, field_type, last, rect, role, by=by)
-        if props:
-            ops.update_field(field, props, by=by)
+SERVICE_CHANGE_ROLES = [
+    {"key": "customer", "name": "Customer", "kind": "signer", "order": 1},
+    {"key": "account_manager", "name": "Account manager", "kind": "approver", "order": 2},
+]
 
 
 def _exists(name: str, team: Team | None) -> bool:
@@ -70,96 +82,56 @@ def _exists(name: str, team: Team | None) -> bool:
     return db.session.execute(stmt).first() is not None
 
 
+def _publish(
+    name: str,
+    document_type: str,
+    body: str,
+    keys: list[dict[str, str]],
+    specs: list[Spec],
+    team: Team | None,
+    author: User,
+    reviewer: User,
+    roles: list[dict[str, Any]] | None = None,
+) -> None:
+    """Write, lay out, submit and approve one demo template the way staff would."""
+    version, problems = ops.create_authored(name, document_type, team, body, keys, by=author)
+    if problems:
+        raise RuntimeError(f"The demo template {name!r} has problems: {problems}")
+    if roles:
+        ops.set_roles(version, roles, by=author)
+    last = version.page_count
+    height = ops.page_box(version, last).display_height
+    for field_type, left, from_bottom, width, tall, props in specs:
+        at = Rect(left, height - from_bottom, width, tall)
+        field = ops.add_field(version, field_type, last, at, "customer", by=author)
+        ops.update_field(field, props, by=author)
+    ops.submit(version, by=author)
+    ops.approve(version, by=reviewer, comment="Reviewed for the demo.")
+
+
 def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
     """Create and approve the demo templates that do not exist yet; return their names."""
-    created = []
-    name = "Refund authorization"
-    if not _exists(name, team):
-        keys = [asdict(k) for k in authoring.REFUND_MERGE_KEYS]
-        version, problems = ops.create_authored(
-            name, "refund_authorization", team, authoring.REFUND_EXAMPLE, keys, by=author
-        )
-        assert not problems, problems
-        _place(
-            version,
-            author,
-            [
-                (
-                    "signature",
-                    "customer",
-                    _bottom(version, version.page_count, 57, 150, 200, 54),
-                    {"label": "Customer signature", "key": "customer_signature"},
-                ),
-                (
-                    "date_signed",
-                    "customer",
-                    _bottom(version, version.page_count, 300, 120, 120, 22),
-                    {"label": "Date signed", "key": "date_signed"},
-                ),
-                (
-                    "full_name",
-                    "customer",
-                    _bottom(version, version.page_count, 57, 84, 200, 22),
-                    {"label": "Full name", "key": "full_name", "merge_key": "customer.name"},
-                ),
-                (
-                    "attachment",
-                    "customer",
-                    _bottom(version, version.page_count, 300, 84, 180, 30),
-                    {
-                        "label": "Photo of the receipt (optional)",
-                        "key": "receipt_photo",
-                        "required": False,
-                    },
-                ),
-            ],
-        )
-        ops.submit(version, by=author)
-        ops.approve(version, by=reviewer, comment="Reviewed for the demo.")
-        created.append(name)
-    name = "Service-change addendum"
-    if not _exists(name, team):
-        version, problems = ops.create_authored(
-            name,
+    wanted = [
+        (
+            "Refund authorization",
+            "refund_authorization",
+            authoring.REFUND_EXAMPLE,
+            [asdict(k) for k in authoring.REFUND_MERGE_KEYS],
+            SIGN_AND_DATE + REFUND_EXTRAS,
+            None,
+        ),
+        (
+            "Service-change addendum",
             "service_change_addendum",
-            team,
             SERVICE_CHANGE_BODY,
             SERVICE_CHANGE_KEYS,
-            by=author,
-        )
-        assert not problems, problems
-        ops.set_roles(
-            version,
-            [
-                {"key": "customer", "name": "Customer", "kind": "signer", "order": 1},
-                {
-                    "key": "account_manager",
-                    "name": "Account manager",
-                    "kind": "approver",
-                    "order": 2,
-                },
-            ],
-            by=author,
-        )
-        _place(
-            version,
-            author,
-            [
-                (
-                    "signature",
-                    "customer",
-                    _bottom(version, version.page_count, 57, 150, 200, 54),
-                    {"label": "Customer signature", "key": "customer_signature"},
-                ),
-                (
-                    "date_signed",
-                    "customer",
-                    _bottom(version, version.page_count, 300, 120, 120, 22),
-                    {"label": "Date signed", "key": "date_signed"},
-                ),
-            ],
-        )
-        ops.submit(version, by=author)
-        ops.approve(version, by=reviewer, comment="Reviewed for the demo.")
-        created.append(name)
+            SIGN_AND_DATE,
+            SERVICE_CHANGE_ROLES,
+        ),
+    ]
+    created = []
+    for name, document_type, body, keys, specs, roles in wanted:
+        if not _exists(name, team):
+            _publish(name, document_type, body, keys, specs, team, author, reviewer, roles)
+            created.append(name)
     return created
