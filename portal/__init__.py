@@ -66,7 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
             event.listen(db.engine, "begin", _sqlite_begin)
 
-    from portal import audit, cli, health, jobs, web
+    from portal import audit, cli, health, jobs, mailbox, web
     from portal.accounts import init_app as init_accounts
     from portal.envelopes.routes import bp as console_bp
     from portal.library.routes import bp as library_bp
@@ -77,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(console_bp)
     app.register_blueprint(library_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(mailbox.bp)
     csrf.exempt(health.bp)
     cli.init_app(app)
 

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from werkzeug.serving import run_simple
 
-from portal import audit, jobs, storage
+from portal import audit, jobs, mail, storage
 from portal.accounts import admin
 from portal.accounts.models import Role, User
 from portal.config import ConfigError, decode_data_key
@@ -127,4 +127,5 @@ def serve(host: str, port: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command group."""
+    group.add_command(mail.send_test_mail)
     app.cli.add_command(group)

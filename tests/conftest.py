@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from tests.services import PostgresServer, RedisServer
 
-pytest_plugins = ["tests.browser"]  # browser, base_url, phone and desktop fixtures
+pytest_plugins = ["tests.browser", "tests.smtp"]  # browser fixtures; smtp_server
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 FAST_ARGON2 = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
