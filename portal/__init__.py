@@ -70,12 +70,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.accounts import init_app as init_accounts
     from portal.envelopes.routes import bp as console_bp
     from portal.library.routes import bp as library_bp
+    from portal.signing.routes import bp as signing_bp
 
     jobs.install()
     web.install(app)
     init_accounts(app)
     app.register_blueprint(console_bp)
     app.register_blueprint(library_bp)
+    app.register_blueprint(signing_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(mailbox.bp)
     csrf.exempt(health.bp)

@@ -35,13 +35,27 @@ def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
     client = app.test_client()
     checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in PUBLIC:
+        if rule.endpoint in PUBLIC or rule.endpoint.startswith("signing."):
             continue
         method = "GET" if "GET" in rule.methods else "POST"
         response = client.open(_concrete(rule), method=method)
         assert response.status_code in (302, 400), (rule.rule, response.status_code)
         if response.status_code == 302:
             assert "/auth/login" in response.headers["Location"], rule.rule
+        checked += 1
+    assert checked >= 8
+
+
+def test_signing_pages_without_a_signer_session_show_nothing(app):
+    client = app.test_client()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("signing."):
+            continue
+        method = "GET" if "GET" in rule.methods else "POST"
+        response = client.open(_concrete(rule), method=method)
+        # no document, no field, no image without the recipient's own session (or a CSRF stop)
+        assert response.status_code in (400, 404, 410), (rule.rule, response.status_code)
         checked += 1
     assert checked >= 8
 

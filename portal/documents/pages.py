@@ -12,6 +12,7 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pypdfium2
 
@@ -83,3 +84,19 @@ def render_pages(data: bytes, scale: float = 1.5) -> Iterator[RenderedPage]:
     finally:
         with PDFIUM_LOCK:
             pdf.close()
+
+
+def store_page_images(data: bytes, pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Render every page and keep it as an encrypted PNG blob (in the caller's transaction).
+
+    ``pages`` are page dicts with a ``number``; returns copies with ``image_blob_id``,
+    ``width_px`` and ``height_px`` filled in.
+    """
+    from portal import storage  # documents may use storage; imported here to keep PDF code light
+
+    out = [dict(page) for page in pages]
+    for rendered in render_pages(data):
+        page = out[rendered.number - 1]
+        page["image_blob_id"] = storage.put(rendered.png, kind="page_image")
+        page["width_px"], page["height_px"] = rendered.width_px, rendered.height_px
+    return out

@@ -1,15 +1,28 @@
-"""The staff console: the landing page after sign-in."""
+"""The staff console: envelopes of the team, sending from approved templates, follow-up."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from typing import Any
+
+import segno
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import or_, select
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
-from portal.accounts.access import roles_required, sees_all_teams
+from portal import web
+from portal.accounts.access import can_see_team, roles_required, sees_all_teams, team_scope
+from portal.envelopes import operations as ops
+from portal.envelopes.models import Envelope, Recipient
+from portal.extensions import db
+from portal.library import operations as library
+from portal.library.models import TemplateVersion
 from portal.library.operations import sendable_templates
 
 bp = Blueprint("console", __name__)
+
+PAGE_SIZE = 50
 
 
 @bp.route("/")
@@ -19,12 +32,188 @@ def index() -> Response:
     return redirect(url_for(target))
 
 
+def _envelopes(query: str, status: str) -> list[Envelope]:
+    stmt = (
+        select(Envelope)
+        .options(selectinload(Envelope.recipients))
+        .order_by(Envelope.created_at.desc(), Envelope.id.desc())
+        .limit(PAGE_SIZE)
+    )
+    stmt = team_scope(stmt, Envelope.team_id, current_user)
+    if status:
+        stmt = stmt.where(Envelope.status == status)
+    if query:
+        like = f"%{query.strip()}%"
+        stmt = stmt.where(
+            or_(
+                Envelope.title.ilike(like),
+                Envelope.ticket_id.ilike(like),
+                Envelope.recipients.any(
+                    or_(Recipient.name.ilike(like), Recipient.email.ilike(like))
+                ),
+            )
+        )
+    return list(db.session.execute(stmt).scalars())
+
+
 @bp.route("/console")
 @roles_required()
 def home() -> str:
-    """The console: what the signed-in member of staff works on."""
-    return render_template(
+    """The console: the team's envelopes with each recipient's status, and what can be sent."""
+    query = request.args.get("q", "")
+    status = request.args.get("status", "")
+    return web.page(
         "envelopes/console.html",
+        "envelopes/_rows.html",
         all_teams=sees_all_teams(current_user),
         templates=sendable_templates(current_user),
+        envelopes=_envelopes(query, status),
+        q=query,
+        status=status,
     )
+
+
+def _sendable_version_or_404(version_id: int) -> TemplateVersion:
+    version = db.session.get(TemplateVersion, version_id)
+    if version is None or not can_see_team(current_user, version.template.team_id):
+        abort(404)
+    if library.approved_version(version.template) is not version:
+        abort(404)
+    return version
+
+
+def _recipient_inputs(version: TemplateVersion) -> list[ops.RecipientInput]:
+    form = request.form
+    return [
+        ops.RecipientInput(
+            role=str(role["key"]),
+            name=form.get(f"r-{role['key']}-name", ""),
+            email=form.get(f"r-{role['key']}-email", ""),
+            phone=form.get(f"r-{role['key']}-phone", ""),
+            locale=form.get(f"r-{role['key']}-locale", "en"),
+            auth_method=form.get(f"r-{role['key']}-auth", ""),
+            access_code=form.get(f"r-{role['key']}-code", ""),
+        )
+        for role in version.roles
+    ]
+
+
+def _qr(link: str) -> str:
+    return str(segno.make(link, error="m").svg_inline(scale=4, border=4, omitsize=True))
+
+
+def _links_page(envelope: Envelope, links: dict[int, str], heading: str) -> str:
+    invited = [
+        {"recipient": r, "link": links[r.id], "qr": _qr(links[r.id])}
+        for r in envelope.recipients
+        if r.id in links
+    ]
+    return render_template(
+        "envelopes/sent.html", envelope=envelope, invited=invited, heading=heading
+    )
+
+
+@bp.route("/envelopes/new/<int:version_id>", methods=["GET", "POST"])
+@roles_required()
+def new(version_id: int) -> Any:
+    """Fill in the customer's details and send an approved template."""
+    version = _sendable_version_or_404(version_id)
+    error = None
+    if request.method == "POST":
+        values = {k.key: request.form.get(f"m-{k.key}", "") for k in library.merge_keys(version)}
+        try:
+            envelope, links = ops.create_and_send(
+                version,
+                values,
+                _recipient_inputs(version),
+                by=current_user,
+                ticket_id=request.form.get("ticket_id", ""),
+                ticket_url=request.form.get("ticket_url", ""),
+            )
+        except ops.EnvelopeError as exc:
+            db.session.rollback()
+            error = str(exc)
+        else:
+            return _links_page(envelope, links, "Sent")
+    return (
+        render_template(
+            "envelopes/new.html",
+            version=version,
+            keys=library.merge_keys(version),
+            form=request.form,
+            error=error,
+            allowed=ops.AUTH_ALLOWED.get(str(version.settings.get("default_auth")), ("link",)),
+        ),
+        422 if error else 200,
+    )
+
+
+def _envelope_or_404(public_id: str) -> Envelope:
+    envelope = db.session.execute(
+        select(Envelope).where(Envelope.public_id == public_id)
+    ).scalar_one_or_none()
+    if envelope is None or not can_see_team(current_user, envelope.team_id):
+        abort(404)
+    return envelope
+
+
+@bp.route("/envelopes/<public_id>")
+@roles_required()
+def envelope(public_id: str) -> str:
+    """One envelope: its recipients, their status, and what the agent can do."""
+    return render_template("envelopes/envelope.html", envelope=_envelope_or_404(public_id))
+
+
+def _recipient_or_404(envelope: Envelope, recipient_id: int) -> Recipient:
+    for recipient in envelope.recipients:
+        if recipient.id == recipient_id:
+            return recipient
+    abort(404)
+
+
+@bp.route("/envelopes/<public_id>/recipients/<int:recipient_id>/resend", methods=["POST"])
+@roles_required()
+def resend(public_id: str, recipient_id: int) -> Any:
+    """A new link for the recipient (emailed, and shown here for chat or a QR code)."""
+    envelope = _envelope_or_404(public_id)
+    recipient = _recipient_or_404(envelope, recipient_id)
+    try:
+        link = ops.resend(recipient, by=current_user)
+    except ops.EnvelopeError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    return _links_page(envelope, {recipient.id: link}, "New link sent")
+
+
+@bp.route("/envelopes/<public_id>/recipients/<int:recipient_id>/email", methods=["POST"])
+@roles_required()
+def correct_email(public_id: str, recipient_id: int) -> Any:
+    """Fix a recipient's email address; the old link stops working."""
+    envelope = _envelope_or_404(public_id)
+    recipient = _recipient_or_404(envelope, recipient_id)
+    try:
+        link = ops.correct_email(recipient, request.form.get("email", ""), by=current_user)
+    except ops.EnvelopeError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    if link:
+        return _links_page(envelope, {recipient.id: link}, "Email corrected and new link sent")
+    flash("Email corrected. They get their link when it is their turn.", "success")
+    return redirect(url_for("console.envelope", public_id=public_id))
+
+
+@bp.route("/envelopes/<public_id>/void", methods=["POST"])
+@roles_required()
+def void(public_id: str) -> Response:
+    """Cancel the envelope; recipients see the reason and their links stop working."""
+    envelope = _envelope_or_404(public_id)
+    try:
+        ops.void(envelope, request.form.get("reason", ""), by=current_user)
+    except ops.EnvelopeError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash("Envelope voided. Its links no longer work.", "success")
+    return redirect(url_for("console.envelope", public_id=public_id))

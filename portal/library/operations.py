@@ -16,9 +16,8 @@ from portal.accounts.models import Role, Team, User
 from portal.documents import authoring
 from portal.documents.geometry import Rect, clamp_display, display_to_pdf, pdf_to_display
 from portal.documents.inspect import PageBox, PdfInfo, inspect_pdf
-from portal.documents.pages import render_pages
 from portal.extensions import db
-from portal.library import rules
+from portal.library import images, rules
 from portal.library.models import (
     DEFAULT_ROLES,
     DEFAULT_SETTINGS,
@@ -238,7 +237,7 @@ def create_from_pdf(
         subject=version,
         data={"number": 1, "sha256": info.sha256, "pages": info.page_count, "file": filename},
     )
-    jobs.enqueue(render_page_images, version.id)
+    jobs.enqueue(images.render_page_images, version.id)
     db.session.commit()
     return version
 
@@ -292,7 +291,7 @@ def _apply_body(
         _attach_pdf(version, pdf, info, f"{version.template.name}.pdf")
         for field in version.fields:
             field.page = min(field.page, info.page_count)
-        jobs.enqueue(render_page_images, version.id)
+        jobs.enqueue(images.render_page_images, version.id)
     return []
 
 
@@ -362,7 +361,7 @@ def replace_pdf(version: TemplateVersion, data: bytes, filename: str, by: User) 
         subject=version,
         data={"sha256": info.sha256, "pages": info.page_count, "file": filename},
     )
-    jobs.enqueue(render_page_images, version.id)
+    jobs.enqueue(images.render_page_images, version.id)
     db.session.commit()
 
 
@@ -730,38 +729,3 @@ def retire(template: Template, by: User, reason: str) -> None:
 def count_templates() -> int:
     """How many templates exist (for the console)."""
     return int(db.session.execute(select(func.count(Template.id))).scalar_one())
-
-
-# ------------------------------------------------------------------ page images
-
-
-@jobs.job(queue="pdf", timeout=600)
-def render_page_images(version_id: int) -> None:
-    """Render each page of a version once, as encrypted PNG blobs (idempotent)."""
-    version = db.session.get(TemplateVersion, version_id)
-    if version is None or version.images_status == "ready" or not version.source_blob_id:
-        return
-    wanted = version.source_sha256
-    try:
-        data = storage.get(version.source_blob_id)
-        pages = [dict(p) for p in version.pages]
-        for rendered in render_pages(data):
-            page = pages[rendered.number - 1]
-            page["image_blob_id"] = storage.put(rendered.png, kind="page_image")
-            page["width_px"], page["height_px"] = rendered.width_px, rendered.height_px
-    except Exception as exc:
-        db.session.rollback()
-        version = db.session.get(TemplateVersion, version_id)
-        if version is not None:
-            version.images_status = "failed"
-            version.images_error = f"{type(exc).__name__}: {exc}"[:500]
-            db.session.commit()
-        raise
-    db.session.refresh(version)
-    if version.source_sha256 != wanted:
-        db.session.rollback()  # the source changed meanwhile; the newer job renders it
-        return
-    version.pages = pages
-    version.images_status = "ready"
-    version.images_error = None
-    db.session.commit()

@@ -1,0 +1,165 @@
+"""Envelopes (one sending of one template version), their recipients and filled values."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal import clock
+from portal.accounts.models import Team, User
+from portal.extensions import Model
+from portal.library.models import TemplateVersion
+
+
+class EnvelopeStatus(enum.StrEnum):
+    """Envelope lifecycle; the last four are terminal and never change."""
+
+    DRAFT = "draft"
+    SENT = "sent"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset({"completed", "declined", "voided", "expired"})
+
+
+class RecipientStatus(enum.StrEnum):
+    """Where one recipient stands."""
+
+    WAITING = "waiting"  # not their turn yet (sequential routing)
+    SENT = "sent"
+    VIEWED = "viewed"
+    SIGNED = "signed"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    COPIED = "copied"  # cc recipients, once they received the completed copy
+
+
+FINISHED = frozenset({"signed", "approved", "declined", "copied"})
+
+
+class Envelope(Model):
+    """One template version sent to one customer (and whoever else the roles need)."""
+
+    __tablename__ = "envelope"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    template_version_id: Mapped[int] = mapped_column(ForeignKey("template_version.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"), index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=EnvelopeStatus.DRAFT.value, index=True)
+    merge_data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    ticket_id: Mapped[str | None] = mapped_column(String(120), index=True)
+    ticket_url: Mapped[str | None] = mapped_column(String(500))
+    routing: Mapped[str] = mapped_column(String(20), default="sequential")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    document_blob_id: Mapped[str] = mapped_column(ForeignKey("blob.id"))
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    page_count: Mapped[int] = mapped_column(Integer)
+    # Page geometry and rendered images of the document as sent (see library pages).
+    pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    images_status: Mapped[str] = mapped_column(String(20), default="pending")
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.utcnow, index=True
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seal_status: Mapped[str | None] = mapped_column(String(20), index=True)  # pending|sealed|failed
+    seal_error: Mapped[str | None] = mapped_column(Text)
+
+    version: Mapped[TemplateVersion] = relationship()
+    team: Mapped[Team | None] = relationship()
+    created_by: Mapped[User] = relationship()
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="envelope", order_by="Recipient.order, Recipient.id"
+    )
+
+    @property
+    def audit_ref(self) -> tuple[str, str, str]:
+        return ("envelope", str(self.id), self.title)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Recipient(Model):
+    """Someone who signs, approves or receives a copy of an envelope."""
+
+    __tablename__ = "recipient"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    envelope_id: Mapped[int] = mapped_column(ForeignKey("envelope.id"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    role_name: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))  # signer | approver | cc
+    order: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    locale: Mapped[str] = mapped_column(String(10), default="en")
+    auth_method: Mapped[str] = mapped_column(String(20), default="link")
+    status: Mapped[str] = mapped_column(String(20), default=RecipientStatus.WAITING.value)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    access_code_hash: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    viewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+    # Evidence of consent, authentication and signing (also in the audit chain).
+    consent_version: Mapped[str | None] = mapped_column(String(20))
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    otp_hash: Mapped[str | None] = mapped_column(String(64))
+    otp_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    auth_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    authenticated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    adoption: Mapped[str | None] = mapped_column(String(10))  # drawn | typed
+    finished_ip: Mapped[str | None] = mapped_column(String(64))
+    finished_user_agent: Mapped[str | None] = mapped_column(String(512))
+
+    envelope: Mapped[Envelope] = relationship(back_populates="recipients")
+
+    @property
+    def audit_ref(self) -> tuple[str, str, str]:
+        return ("recipient", str(self.id), self.email)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class RetiredLink(Model):
+    """A link token that was replaced, so its page can say why it no longer works."""
+
+    __tablename__ = "retired_link"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(20))  # replaced | reassigned
+    retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
+
+
+class FieldValue(Model):
+    """What a recipient entered for one field (signature images and files live in blobs)."""
+
+    __tablename__ = "field_value"
+    __table_args__ = (UniqueConstraint("recipient_id", "field_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    envelope_id: Mapped[int] = mapped_column(ForeignKey("envelope.id"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"), index=True)
+    field_key: Mapped[str] = mapped_column(String(60))
+    value: Mapped[str | None] = mapped_column(Text)
+    blob_id: Mapped[str | None] = mapped_column(ForeignKey("blob.id"))
+    filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)

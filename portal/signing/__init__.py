@@ -1,0 +1,1 @@
+"""The public signing pages: link -> consent -> authenticate -> fill and sign -> done."""

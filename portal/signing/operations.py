@@ -1,0 +1,215 @@
+"""Verbs of the signing side: consent, sign, approve, decline, and what follows them.
+
+Every verb re-reads the recipient under a row lock and checks the state machine again, so
+two tabs or a double tap submit once: the second finds the recipient finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import has_request_context, request
+from sqlalchemy import select
+
+from portal import audit, clock, jobs, mail, storage
+from portal.envelopes.models import Envelope, FieldValue, Recipient, RecipientStatus
+from portal.envelopes.operations import active_now, invite
+from portal.extensions import db
+from portal.signing import access, disclosure
+from portal.signing.values import Checked
+
+
+class SigningError(ValueError):
+    """The action cannot be taken now; ``reason`` names the page that explains why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a signer's action came from (evidence for the certificate)."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+def _origin() -> Origin:
+    if not has_request_context():
+        return Origin(None, None)
+    return Origin(request.remote_addr, (request.headers.get("User-Agent") or "")[:512] or None)
+
+
+def locked(recipient_id: int) -> Recipient:
+    """The recipient, re-read under a row lock (PostgreSQL; SQLite serialises writers)."""
+    db.session.expire_all()
+    return db.session.execute(
+        select(Recipient).where(Recipient.id == recipient_id).with_for_update()
+    ).scalar_one()
+
+
+def _ready(recipient_id: int) -> Recipient:
+    recipient = locked(recipient_id)
+    reason = access.blocked_reason(recipient)
+    if reason:
+        raise SigningError(reason)
+    return recipient
+
+
+def needs_consent(recipient: Recipient) -> bool:
+    return recipient.consent_version != disclosure.VERSION
+
+
+def needs_code(recipient: Recipient) -> bool:
+    return recipient.auth_method != "link" and recipient.authenticated_at is None
+
+
+def give_consent(recipient_id: int) -> None:
+    """Record acceptance of the current disclosure (version, time, IP, browser)."""
+    recipient = _ready(recipient_id)
+    recipient.consent_version = disclosure.VERSION
+    recipient.consented_at = clock.utcnow()
+    audit.record(
+        "recipient.consented",
+        actor=recipient,
+        subject=recipient.envelope,
+        data={"disclosure": disclosure.VERSION},
+    )
+    db.session.commit()
+
+
+def _finish(recipient: Recipient, status: str) -> None:
+    origin = _origin()
+    recipient.status = status
+    recipient.finished_at = clock.utcnow()
+    recipient.finished_ip, recipient.finished_user_agent = origin.ip, origin.user_agent
+
+
+def decline(recipient_id: int, reason: str) -> None:
+    """Decline the envelope (declining the disclosure counts too); it ends for everyone."""
+    recipient = _ready(recipient_id)
+    text = " ".join(reason.split())[:500] or "No reason given."
+    _finish(recipient, RecipientStatus.DECLINED.value)
+    recipient.decline_reason = text
+    envelope = recipient.envelope
+    envelope.status = "declined"
+    envelope.finished_at = recipient.finished_at
+    audit.record("recipient.declined", actor=recipient, subject=envelope, data={"reason": text})
+    access._tell_sender(recipient, "envelope_declined", reason=text)
+    db.session.commit()
+
+
+def sign(recipient_id: int, checked: Checked, adoption: str) -> None:
+    """Store the checked values and the adopted signature; then move the envelope on."""
+    recipient = _ready(recipient_id)
+    if recipient.kind != "signer":
+        raise SigningError("not_a_signer")
+    if needs_consent(recipient) or needs_code(recipient):
+        raise SigningError("not_ready")
+    envelope = recipient.envelope
+    signature_blob = (
+        storage.put(checked.signature_png, kind="signature_image")
+        if checked.signature_png
+        else None
+    )
+    for key, value in checked.values.items():
+        blob_id = signature_blob if value == "drawn" else None
+        if key in checked.files:
+            blob_id = storage.put(checked.files[key][0], kind="attachment")
+        db.session.add(
+            FieldValue(
+                envelope_id=envelope.id,
+                recipient_id=recipient.id,
+                field_key=key,
+                value=value,
+                blob_id=blob_id,
+            )
+        )
+    _finish(recipient, RecipientStatus.SIGNED.value)
+    recipient.adoption = adoption
+    for key in checked.values:
+        audit.record("recipient.field_completed", actor=recipient, subject=envelope,
+                     data={"field": key})  # fmt: skip
+    audit.record(
+        "recipient.signed",
+        actor=recipient,
+        subject=envelope,
+        data={
+            "adoption": adoption,
+            "fields": len(checked.values),
+            "document_sha256": envelope.original_sha256,
+        },
+    )
+    _advance(envelope)
+    db.session.commit()
+
+
+def review(recipient_id: int, approve: bool, comment: str) -> None:
+    """An approver approves, or rejects (which declines the envelope)."""
+    recipient = _ready(recipient_id)
+    if recipient.kind != "approver":
+        raise SigningError("not_an_approver")
+    if needs_consent(recipient) or needs_code(recipient):
+        raise SigningError("not_ready")
+    text = " ".join(comment.split())[:500]
+    if not approve:
+        db.session.rollback()
+        decline(recipient_id, text or "Rejected by the approver.")
+        return
+    _finish(recipient, RecipientStatus.APPROVED.value)
+    audit.record("recipient.approved", actor=recipient, subject=recipient.envelope,
+                 data={"comment": text or None})  # fmt: skip
+    _advance(recipient.envelope)
+    db.session.commit()
+
+
+def _advance(envelope: Envelope) -> None:
+    """Invite whoever is next, or complete the envelope when everyone required has finished."""
+    waiting = active_now(envelope)
+    if waiting:
+        for recipient in waiting:
+            if recipient.status == RecipientStatus.WAITING.value:
+                invite(recipient, "system")
+        return
+    envelope.status = "completed"
+    envelope.finished_at = clock.utcnow()
+    envelope.seal_status = "pending"
+    audit.record("envelope.completed", actor="system", subject=envelope,
+                 data={"document_sha256": envelope.original_sha256})  # fmt: skip
+    for recipient in envelope.recipients:
+        if recipient.kind == "cc":
+            recipient.status = RecipientStatus.COPIED.value
+            recipient.finished_at = envelope.finished_at
+        _notify_completed(envelope, recipient)
+    jobs.enqueue(request_seal, envelope.id)
+
+
+def _notify_completed(envelope: Envelope, recipient: Recipient) -> None:
+    subject, text, html = mail.render(
+        "envelope_completed", recipient.locale, recipient_name=recipient.name,
+        title=envelope.title, sender_name=envelope.created_by.name,
+    )  # fmt: skip
+    mail.queue(
+        recipient.email, recipient.name, subject, text, html, kind="completed",
+        locale=recipient.locale, envelope_id=envelope.id, recipient_id=recipient.id,
+    )  # fmt: skip
+
+
+@jobs.job(queue="pdf")
+def request_seal(envelope_id: int) -> None:
+    """Sealing (stamped PDF, certificate, PAdES seal) is built next; for now the job records
+    that the completed envelope is waiting for it, exactly once."""
+    envelope = db.session.get(Envelope, envelope_id)
+    if envelope is None or envelope.seal_status != "pending":
+        return
+    already = db.session.execute(
+        select(audit.AuditEvent.seq).where(
+            audit.AuditEvent.event == "envelope.seal_pending",
+            audit.AuditEvent.subject_type == "envelope",
+            audit.AuditEvent.subject_id == str(envelope.id),
+        )
+    ).first()
+    if already is None:
+        audit.record("envelope.seal_pending", actor="system", subject=envelope)
+        db.session.commit()

@@ -1,0 +1,149 @@
+"""Checking what a signer submits against the template's fields, before anything is stored."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from portal import clock
+from portal.envelopes.models import Envelope, Recipient
+from portal.library import rules
+from portal.library.models import Field
+
+MAX_ATTACHMENT = 10 * 1024 * 1024
+MAX_SIGNATURE = 512 * 1024
+ATTACHMENT_TYPES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"%PDF-": "application/pdf",
+}
+
+
+@dataclass
+class Upload:
+    """A file a signer attached."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Checked:
+    """What will be stored for each field, or the problems to show."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> (bytes, type)
+    signature_png: bytes | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def my_fields(envelope: Envelope, recipient: Recipient) -> list[Field]:
+    """The fields this recipient fills in, in the template's order."""
+    return [f for f in envelope.version.fields if f.role == recipient.role]
+
+
+def prefilled(envelope: Envelope, item: Field) -> str | None:
+    """The merge value that fills a field, if it has one."""
+    if item.merge_key:
+        return envelope.merge_data.get(item.merge_key) or None
+    return None
+
+
+def is_readonly(envelope: Envelope, item: Field) -> bool:
+    return bool(item.readonly_when_prefilled and prefilled(envelope, item))
+
+
+def decode_drawing(data_url: str) -> bytes | None:
+    """The PNG behind a ``data:image/png;base64,...`` drawing, or None if it is not one."""
+    prefix = "data:image/png;base64,"
+    if not data_url.startswith(prefix) or len(data_url) > MAX_SIGNATURE * 4 // 3 + 100:
+        return None
+    try:
+        png = base64.b64decode(data_url[len(prefix) :], validate=True)
+        with Image.open(io.BytesIO(png)) as image:
+            if image.format != "PNG" or not (
+                20 <= image.width <= 4000 and 10 <= image.height <= 2000
+            ):
+                return None
+            # an empty canvas is fully transparent: refuse it as "no signature"
+            alpha = image.convert("RGBA").getchannel("A")
+            if alpha.getbbox() is None:
+                return None
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
+        return None
+    return png
+
+
+def _attachment_type(data: bytes) -> str | None:
+    for magic, kind in ATTACHMENT_TYPES.items():
+        if data.startswith(magic):
+            return kind
+    return None
+
+
+def check(
+    envelope: Envelope,
+    recipient: Recipient,
+    form: dict[str, str],
+    uploads: dict[str, Upload],
+    adoption: str,
+    typed_name: str,
+    drawing: str,
+) -> Checked:
+    """Validate a signer's submission on the server (conditions, required, formats, files)."""
+    out = Checked()
+    fields = my_fields(envelope, recipient)
+    needs_signature = any(f.type in ("signature", "initials") for f in fields)
+    if needs_signature:
+        if adoption == "drawn":
+            out.signature_png = decode_drawing(drawing)
+            if out.signature_png is None:
+                out.problems["signature"] = (
+                    "Draw your signature in the box, or type your name instead."
+                )
+        elif len(" ".join(typed_name.split())) < 2:
+            out.problems["signature"] = "Type your full name to sign."
+    current: dict[str, Any] = {}
+    for item in fields:
+        fixed = prefilled(envelope, item)
+        if is_readonly(envelope, item):
+            current[item.key] = fixed
+        elif item.type == "checkbox":
+            current[item.key] = "true" if form.get(f"f-{item.key}") else ""
+        else:
+            current[item.key] = " ".join(str(form.get(f"f-{item.key}", fixed or "")).split())[:2000]
+    for item in fields:
+        if not rules.is_visible(item, current):
+            continue
+        if item.type in ("signature", "initials"):
+            out.values[item.key] = "drawn" if adoption == "drawn" else " ".join(typed_name.split())
+            continue
+        if item.type == "date_signed":
+            out.values[item.key] = clock.utcnow().date().isoformat()
+            continue
+        if item.type == "attachment":
+            upload = uploads.get(item.key)
+            if upload is None or not upload.data:
+                if rules.is_required(item, current):
+                    out.problems[item.key] = f"Attach {item.label or 'the file'}."
+                continue
+            kind = _attachment_type(upload.data)
+            if len(upload.data) > MAX_ATTACHMENT:
+                out.problems[item.key] = "That file is larger than 10 MB. Choose a smaller one."
+            elif kind is None:
+                out.problems[item.key] = "Attach a photo (JPEG or PNG) or a PDF."
+            else:
+                out.files[item.key] = (upload.data, kind)
+                out.values[item.key] = upload.filename[:200]
+            continue
+        problem = rules.problem(item, current.get(item.key), current)
+        if problem:
+            out.problems[item.key] = problem
+        elif current.get(item.key):
+            out.values[item.key] = str(current[item.key])
+    return out

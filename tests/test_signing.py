@@ -1,0 +1,373 @@
+"""The customer's side: link, consent, code, fill and sign, decline; the state machine."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from portal.envelopes import operations as envelopes
+from portal.envelopes.models import Envelope, FieldValue, Recipient
+from portal.envelopes.operations import RecipientInput
+from portal.extensions import db
+from portal.library import operations as library
+from portal.mail import Message
+from tests.conftest import audit_events
+from tests.test_envelopes import REFUND_VALUES
+
+
+@pytest.fixture
+def sent(app, runner_for):
+    """Send the demo refund; returns a function giving (app, envelope id, link)."""
+    with app.app_context():
+        assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
+
+    def send(template: str = "Refund authorization", **recipient: str):
+        from portal.accounts.models import User
+        from portal.library.models import Template
+
+        with app.app_context():
+            agent = db.session.execute(
+                select(User).where(User.email == "agent@demo.example")
+            ).scalar_one()
+            tpl = db.session.execute(select(Template).where(Template.name == template)).scalar_one()
+            version = library.approved_version(tpl)
+            if template == "Refund authorization":
+                people = [
+                    RecipientInput(
+                        role="customer",
+                        name="Zoë Łukasiewicz",
+                        email="zoe@example.com",
+                        **recipient,
+                    )
+                ]
+                values = REFUND_VALUES
+            else:
+                values = {k.key: k.sample for k in library.merge_keys(version)}
+                people = [
+                    RecipientInput(
+                        role="customer", name="Jordan Rivera", email="jordan@example.com"
+                    ),
+                    RecipientInput(
+                        role="account_manager", name="Sam Manager", email="sam@example.com"
+                    ),
+                ]
+            envelope, links = envelopes.create_and_send(version, values, people, by=agent)
+            return envelope.id, envelope.public_id, next(iter(links.values()))
+
+    return send
+
+
+def _csrf(client, url: str) -> str:
+    page = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def _path(link: str) -> str:
+    return link.replace("http://127.0.0.1:5000", "")
+
+
+def test_customer_opens_consents_signs_and_the_envelope_completes(app, sent):
+    envelope_id, public_id, link = sent()
+    client = app.test_client()
+    opened = client.get(_path(link))
+    assert opened.status_code == 302 and opened.headers["Location"] == f"/sign/{public_id}"
+    page = client.get(f"/sign/{public_id}")
+    text = page.get_data(as_text=True)
+    assert "Your right to paper" in text and "withdraw your consent" in text
+    assert (
+        page.headers["Referrer-Policy"] == "no-referrer"
+        and page.headers["Cache-Control"] == "no-store"
+    )
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    document = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    assert "Adopt and sign" in document and "Zoë Łukasiewicz" in document
+    missing = client.post(
+        f"/sign/{public_id}/sign",
+        data={"csrf_token": token, "adoption": "typed", "typed_name": "Zoë Łukasiewicz"},
+    )
+    assert (
+        missing.status_code == 422
+        and "Confirm that this is your signature." in missing.get_data(as_text=True)
+    )
+    done = client.post(
+        f"/sign/{public_id}/sign",
+        data={
+            "csrf_token": token,
+            "adoption": "typed",
+            "typed_name": "Zoë Łukasiewicz",
+            "agree": "yes",
+        },
+    )
+    assert done.status_code == 302
+    assert "Thank you, you have signed" in client.get(f"/sign/{public_id}").get_data(as_text=True)
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        assert envelope.status == "completed" and envelope.seal_status == "pending"
+        stored = {v.field_key: v.value for v in db.session.execute(select(FieldValue)).scalars()}
+        assert stored["customer_signature"] == "Zoë Łukasiewicz"
+        assert stored["full_name"] == "Zoë Łukasiewicz" and stored["date_signed"]
+        kinds = [m.kind for m in db.session.execute(select(Message).order_by(Message.id)).scalars()]
+        assert kinds == ["signing_request", "completed"]
+    events = [e.event for e in audit_events(app)]
+    for name in (
+        "recipient.opened",
+        "recipient.consented",
+        "recipient.field_completed",
+        "recipient.signed",
+        "envelope.completed",
+        "envelope.seal_pending",
+    ):
+        assert name in events, name
+    signed = audit_events(app, "recipient.signed")[0]
+    assert signed.ip == "127.0.0.1" and signed.data["adoption"] == "typed"
+    # a second submit (another tab, a double tap) changes nothing
+    again = client.post(
+        f"/sign/{public_id}/sign",
+        data={
+            "csrf_token": token,
+            "adoption": "typed",
+            "typed_name": "Someone else",
+            "agree": "yes",
+        },
+    )
+    assert again.status_code == 302
+    assert len(audit_events(app, "recipient.signed")) == 1
+
+
+def test_links_that_do_nothing_show_a_clear_page(app, sent):
+    envelope_id, public_id, link = sent()
+    client = app.test_client()
+    assert "This link does not work" in client.get("/s/not-a-real-token").get_data(as_text=True)
+    with app.app_context():
+        from portal.accounts.models import User
+
+        agent = db.session.execute(
+            select(User).where(User.email == "agent@demo.example")
+        ).scalar_one()
+        recipient = db.session.get(Envelope, envelope_id).recipients[0]
+        new_link = envelopes.resend(recipient, by=agent)
+    replaced = client.get(_path(link))
+    assert replaced.status_code == 410 and "This link has been replaced" in replaced.get_data(
+        as_text=True
+    )
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        envelopes.void(envelope, "Customer cancelled the order.", by=envelope.created_by)
+    voided = client.get(_path(new_link)).get_data(as_text=True)
+    assert "This document was cancelled" in voided and "Customer cancelled the order." in voided
+
+
+def test_a_signing_session_cannot_open_another_envelope(app, sent):
+    _, first_public, first_link = sent()
+    _, second_public, _ = sent()
+    client = app.test_client()
+    client.get(_path(first_link))
+    assert client.get(f"/sign/{first_public}").status_code == 200
+    assert client.get(f"/sign/{second_public}").status_code == 404
+    assert client.get(f"/sign/{second_public}/document.pdf").status_code == 404
+    assert client.get(f"/sign/{second_public}/pages/1.png").status_code == 404
+
+
+def test_email_code_expires_is_single_use_and_locks_after_five_tries(app, sent, monkeypatch):
+    envelope_id, public_id, link = sent(auth_method="email_otp")
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    assert "Email me a code" in client.get(f"/sign/{public_id}").get_data(as_text=True)
+    client.post(f"/sign/{public_id}/code/send", data={"csrf_token": token})
+    with app.app_context():
+        message = db.session.execute(select(Message).where(Message.kind == "otp")).scalar_one()
+        code = re.search(r"\b(\d{6})\b", message.text_body).group(1)
+    for attempt in range(4):
+        wrong = client.post(
+            f"/sign/{public_id}/code",
+            data={"csrf_token": token, "code": "000000" if code != "000000" else "111111"},
+        )
+        assert wrong.status_code == 422 and f"{4 - attempt} tries left" in wrong.get_data(
+            as_text=True
+        )
+    locked = client.post(
+        f"/sign/{public_id}/code",
+        data={"csrf_token": token, "code": "999999" if code != "999999" else "888888"},
+    )
+    assert "This document is locked" in locked.get_data(as_text=True)
+    # even the right code does nothing now, and the agent was told
+    assert "locked" in client.post(
+        f"/sign/{public_id}/code", data={"csrf_token": token, "code": code}
+    ).get_data(as_text=True)
+    assert audit_events(app, "recipient.locked")
+    with app.app_context():
+        notice = db.session.execute(select(Message).where(Message.kind == "notice")).scalar_one()
+        assert notice.to_address == "agent@demo.example"
+
+
+def test_right_email_code_opens_the_document_once(app, sent):
+    _, public_id, link = sent(auth_method="email_otp")
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client.post(f"/sign/{public_id}/code/send", data={"csrf_token": token})
+    with app.app_context():
+        code = re.search(
+            r"\b(\d{6})\b",
+            db.session.execute(select(Message).where(Message.kind == "otp")).scalar_one().text_body,
+        ).group(1)
+    assert (
+        client.post(f"/sign/{public_id}/code", data={"csrf_token": token, "code": code}).status_code
+        == 302
+    )
+    assert "Adopt and sign" in client.get(f"/sign/{public_id}").get_data(as_text=True)
+    assert audit_events(app, "recipient.authenticated")[0].data == {"method": "email_otp"}
+    assert code not in str([e.data for e in audit_events(app)])
+
+
+def test_sequential_signer_then_approver(app, sent):
+    envelope_id, public_id, link = sent("Service-change addendum")
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client.post(
+        f"/sign/{public_id}/sign",
+        data={
+            "csrf_token": token,
+            "adoption": "typed",
+            "typed_name": "Jordan Rivera",
+            "agree": "yes",
+        },
+    )
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        customer, manager = envelope.recipients
+        assert (
+            customer.status == "signed" and manager.status == "sent" and envelope.status == "sent"
+        )
+        message = db.session.execute(
+            select(Message).where(Message.to_address == "sam@example.com")
+        ).scalar_one()
+        manager_link = re.search(r"http://127.0.0.1:5000(/s/\S+)", message.text_body).group(1)
+    approver = app.test_client()
+    approver.get(manager_link)
+    token = _csrf(approver, f"/sign/{public_id}")
+    approver.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    assert "Your decision" in approver.get(f"/sign/{public_id}").get_data(as_text=True)
+    approver.post(
+        f"/sign/{public_id}/review",
+        data={"csrf_token": token, "decision": "approve", "comment": "Plan change OK"},
+    )
+    with app.app_context():
+        assert db.session.get(Envelope, envelope_id).status == "completed"
+    assert audit_events(app, "recipient.approved")[0].data == {"comment": "Plan change OK"}
+
+
+def test_declining_ends_the_envelope_and_tells_the_agent(app, sent):
+    envelope_id, public_id, link = sent()
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client.post(f"/sign/{public_id}/decline", data={"csrf_token": token, "reason": "Wrong amount"})
+    assert "You declined this document" in client.get(f"/sign/{public_id}").get_data(as_text=True)
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        assert (
+            envelope.status == "declined"
+            and envelope.recipients[0].decline_reason == "Wrong amount"
+        )
+    assert audit_events(app, "recipient.declined")[0].data == {"reason": "Wrong amount"}
+
+
+def test_declining_the_disclosure_declines_the_envelope(app, sent):
+    envelope_id, public_id, link = sent()
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "decline"})
+    with app.app_context():
+        assert db.session.get(Envelope, envelope_id).status == "declined"
+
+
+def test_concurrent_double_submit_signs_once(app, sent):
+    envelope_id, public_id, link = sent()
+    first, second = app.test_client(), app.test_client()
+    first.get(_path(link))
+    with first.session_transaction() as state:
+        signer = dict(state["signer"])
+    token = _csrf(first, f"/sign/{public_id}")
+    first.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    with second.session_transaction() as state:
+        state["signer"] = signer
+    token2 = _csrf(second, f"/sign/{public_id}")
+    barrier = threading.Barrier(2)
+    results = []
+
+    def submit(client, csrf):
+        barrier.wait()
+        response = client.post(
+            f"/sign/{public_id}/sign",
+            data={"csrf_token": csrf, "adoption": "typed", "typed_name": "Zoë", "agree": "yes"},
+        )
+        results.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in ((first, token), (second, token2))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == [302, 302]
+    assert len(audit_events(app, "recipient.signed")) == 1
+    with app.app_context():
+        assert (
+            db.session.execute(
+                select(FieldValue).where(FieldValue.field_key == "customer_signature")
+            )
+            .scalars()
+            .all()
+            .__len__()
+            == 1
+        )
+
+
+def test_names_and_values_with_markup_are_harmless(app, runner_for):
+    from portal.accounts.models import User
+    from portal.library.models import Template
+
+    with app.app_context():
+        assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
+        agent = db.session.execute(
+            select(User).where(User.email == "agent@demo.example")
+        ).scalar_one()
+        version = library.approved_version(
+            db.session.execute(
+                select(Template).where(Template.name == "Refund authorization")
+            ).scalar_one()
+        )
+        evil = "<img src=x onerror=alert(1)>"
+        values = {
+            **REFUND_VALUES,
+            "customer.name": evil,
+            "refund.reason": "{{ 7*7 }} **bold** <b>x</b>",
+        }
+        envelope, links = envelopes.create_and_send(
+            version,
+            values,
+            [RecipientInput(role="customer", name=evil, email="x@example.com")],
+            by=agent,
+        )
+        public_id, link = envelope.public_id, next(iter(links.values()))
+        message = db.session.execute(select(Message)).scalar_one()
+        assert evil not in message.html_body and "&lt;img" in message.html_body
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    page = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
