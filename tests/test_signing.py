@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.envelopes import operations as envelopes
-from portal.envelopes.models import Envelope, FieldValue, Recipient
+from portal.envelopes.models import Envelope, FieldValue
 from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
@@ -139,7 +139,7 @@ def test_customer_opens_consents_signs_and_the_envelope_completes(app, sent):
 
 
 def test_links_that_do_nothing_show_a_clear_page(app, sent):
-    envelope_id, public_id, link = sent()
+    envelope_id, _public_id, link = sent()
     client = app.test_client()
     assert "This link does not work" in client.get("/s/not-a-real-token").get_data(as_text=True)
     with app.app_context():
@@ -173,7 +173,7 @@ def test_a_signing_session_cannot_open_another_envelope(app, sent):
 
 
 def test_email_code_expires_is_single_use_and_locks_after_five_tries(app, sent, monkeypatch):
-    envelope_id, public_id, link = sent(auth_method="email_otp")
+    _envelope_id, public_id, link = sent(auth_method="email_otp")
     client = app.test_client()
     client.get(_path(link))
     token = _csrf(client, f"/sign/{public_id}")
@@ -294,7 +294,7 @@ def test_declining_the_disclosure_declines_the_envelope(app, sent):
 
 
 def test_concurrent_double_submit_signs_once(app, sent):
-    envelope_id, public_id, link = sent()
+    _envelope_id, public_id, link = sent()
     first, second = app.test_client(), app.test_client()
     first.get(_path(link))
     with first.session_transaction() as state:

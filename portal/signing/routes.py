@@ -136,7 +136,8 @@ def _act(public_id: str, action: Any) -> Any:
         action(recipient)
     except operations.SigningError as exc:
         db.session.rollback()
-        if exc.reason == "finished" or db.session.get(Recipient, recipient.id).finished:
+        fresh = db.session.get(Recipient, recipient.id)
+        if exc.reason == "finished" or (fresh is not None and fresh.finished):
             return redirect(url_for("signing.document", public_id=public_id))
         return _stop(exc.reason, recipient)
     return redirect(url_for("signing.document", public_id=public_id))
