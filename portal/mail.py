@@ -272,6 +272,15 @@ def _note_failure(message_id: int, exc: Exception) -> bool:
     return not permanent
 
 
+SECRET_KINDS = ("signing_request", "otp")
+_SECRETS = re.compile(r"https?://[^\s\"'<>]+/s/[A-Za-z0-9_\-]+|\b\d{6}\b")
+
+
+def redact(body: str) -> str:
+    """The body without signing links and one-time codes."""
+    return _SECRETS.sub("[removed after delivery]", body or "")
+
+
 def _note_sent(message_id: int) -> None:
     message = db.session.get(Message, message_id)
     assert message is not None
@@ -281,6 +290,11 @@ def _note_sent(message_id: int) -> None:
     message.last_attempt_at = now
     message.sent_at = now
     message.last_error = None
+    if message.kind in SECRET_KINDS:
+        # Signing links and codes are secrets held only as hashes elsewhere: once the email
+        # is on its way, the outbox keeps the message without them.
+        message.text_body = redact(message.text_body)
+        message.html_body = redact(message.html_body)
     _audit("mail.sent", message, attempt=message.attempts)
     db.session.commit()
 

@@ -371,3 +371,38 @@ def test_names_and_values_with_markup_are_harmless(app, runner_for):
     client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
     page = client.get(f"/sign/{public_id}").get_data(as_text=True)
     assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_delivered_signing_emails_keep_no_link_in_the_outbox(make_app, smtp_server, runner_for):
+    from portal import mail
+
+    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_USE_TLS=False)
+    smtp_server.clear()
+    with app.app_context():
+        assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
+        from portal.accounts.models import User
+        from portal.library.models import Template
+
+        agent = db.session.execute(
+            select(User).where(User.email == "agent@demo.example")
+        ).scalar_one()
+        tpl = db.session.execute(
+            select(Template).where(Template.name == "Refund authorization")
+        ).scalar_one()
+        _, links = envelopes.create_and_send(
+            library.approved_version(tpl),
+            REFUND_VALUES,
+            [RecipientInput(role="customer", name="Zoë", email="zoe@example.com")],
+            by=agent,
+        )
+        link = next(iter(links.values()))
+        message = db.session.execute(select(Message)).scalar_one()
+        assert message.status == "sent"
+        assert link not in message.text_body and link not in message.html_body
+        assert "[removed after delivery]" in message.text_body
+    (received,) = smtp_server.messages
+    assert link in received.message.get_body(("plain",)).get_content()
+    assert (
+        mail.redact("code 123456 and http://x/s/abcDEF_-1")
+        == "code [removed after delivery] and [removed after delivery]"
+    )
