@@ -406,3 +406,40 @@ def test_delivered_signing_emails_keep_no_link_in_the_outbox(make_app, smtp_serv
         mail.redact("code 123456 and http://x/s/abcDEF_-1")
         == "code [removed after delivery] and [removed after delivery]"
     )
+
+
+def test_expired_links_stop_working_and_the_sweeper_expires_the_rest(
+    app, sent, runner_for, monkeypatch
+):
+    from datetime import timedelta
+
+    from portal import clock
+
+    first_id, _, first_link = sent()
+    second_id, _, _ = sent()
+    real = clock.utcnow
+    monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(days=31))
+    page = app.test_client().get(_path(first_link))
+    assert page.status_code == 410 and "This link has expired" in page.get_data(as_text=True)
+    result = runner_for(app).invoke(args=["portal", "tick"])
+    assert "1 envelopes expired" in result.output
+    with app.app_context():
+        assert {db.session.get(Envelope, i).status for i in (first_id, second_id)} == {"expired"}
+    assert len(audit_events(app, "envelope.expired")) == 2
+
+
+def test_agent_previews_the_merged_document_before_sending(app, runner_for):
+    from tests.test_console import _demo_agent, _form
+
+    portal, version_id = _demo_agent(app, runner_for)
+    preview = portal.post(f"/envelopes/preview/{version_id}", _form())
+    assert preview.status_code == 200 and preview.mimetype == "application/pdf"
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    assert "ORD-77" in PdfReader(BytesIO(preview.data)).pages[0].extract_text()
+    with app.app_context():
+        assert db.session.execute(select(Envelope)).first() is None
+    bad = portal.post(f"/envelopes/preview/{version_id}", _form(**{"m-order.number": ""}))
+    assert bad.status_code == 422 and "Fill in Order number" in bad.get_data(as_text=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from sqlalchemy import select
 
 from portal import audit, clock, jobs, mail, storage
 from portal.accounts import credentials
@@ -121,6 +122,47 @@ def _attach_pages(envelope: Envelope, version: TemplateVersion) -> None:
         jobs.enqueue(images.render_envelope_pages, envelope.id)
     else:
         envelope.images_status = version.images_status
+
+
+def preview(version: TemplateVersion, merge_data: Mapping[str, str]) -> bytes:
+    """The document exactly as the customer would get it with these values (nothing stored)."""
+    try:
+        library.ensure_sendable(version)
+    except library.LibraryError as exc:
+        raise EnvelopeError(str(exc)) from exc
+    return _document_for(version, _clean_merge_data(version, merge_data))
+
+
+def expire(envelope: Envelope) -> None:
+    """Mark a sent envelope expired (in the caller's transaction); its links stop at once."""
+    envelope.status = EnvelopeStatus.EXPIRED.value
+    envelope.finished_at = clock.utcnow()
+    audit.record("envelope.expired", actor="system", subject=envelope)
+
+
+@jobs.periodic(every=300)
+def expire_overdue() -> str:
+    """Expire sent envelopes past their date, so their links stop and the console says so."""
+    now = clock.utcnow()
+    overdue = db.session.execute(
+        select(Envelope).where(Envelope.status == "sent", Envelope.expires_at <= now)
+    ).scalars()
+    count = 0
+    for envelope in overdue:
+        expire(envelope)
+        count += 1
+    db.session.commit()
+    return f"{count} envelopes expired"
+
+
+def delivery(recipient: Recipient) -> mail.Message | None:
+    """The latest email sent to the recipient about this envelope (to show bounces)."""
+    return db.session.execute(
+        select(mail.Message)
+        .where(mail.Message.recipient_id == recipient.id)
+        .order_by(mail.Message.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def _clean_merge_data(version: TemplateVersion, values: Mapping[str, str]) -> dict[str, str]:

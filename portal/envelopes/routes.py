@@ -113,6 +113,22 @@ def _links_page(envelope: Envelope, links: dict[int, str], heading: str) -> str:
     )
 
 
+@bp.route("/envelopes/preview/<int:version_id>", methods=["POST"])
+@roles_required()
+def preview(version_id: int) -> Any:
+    """The merged document with the values typed so far, before sending."""
+    version = _sendable_version_or_404(version_id)
+    values = {k.key: request.form.get(f"m-{k.key}", "") for k in library.merge_keys(version)}
+    try:
+        pdf = ops.preview(version, values)
+    except ops.EnvelopeError as exc:
+        return web.error_response(422, str(exc))
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = 'inline; filename="preview.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.route("/envelopes/new/<int:version_id>", methods=["GET", "POST"])
 @roles_required()
 def new(version_id: int) -> Any:
@@ -161,7 +177,9 @@ def _envelope_or_404(public_id: str) -> Envelope:
 @roles_required()
 def envelope(public_id: str) -> str:
     """One envelope: its recipients, their status, and what the agent can do."""
-    return render_template("envelopes/envelope.html", envelope=_envelope_or_404(public_id))
+    envelope = _envelope_or_404(public_id)
+    deliveries = {r.id: ops.delivery(r) for r in envelope.recipients}
+    return render_template("envelopes/envelope.html", envelope=envelope, deliveries=deliveries)
 
 
 def _recipient_or_404(envelope: Envelope, recipient_id: int) -> Recipient:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from portal import audit, clock, mail
 from portal.accounts import credentials
+from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Envelope, Recipient, RecipientStatus, RetiredLink
 from portal.envelopes.operations import token_digest
 from portal.extensions import db
@@ -38,10 +39,8 @@ def blocked_reason(recipient: Recipient) -> str | None:
 
 
 def expire(envelope: Envelope) -> None:
-    """Mark a sent envelope expired (its links stop working at once)."""
-    envelope.status = "expired"
-    envelope.finished_at = clock.utcnow()
-    audit.record("envelope.expired", actor="system", subject=envelope)
+    """Expire an overdue envelope found while opening it (the sweeper does the same)."""
+    envelopes.expire(envelope)
     db.session.commit()
 
 
