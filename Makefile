@@ -9,7 +9,7 @@ PORT ?= 5000
 DEBIAN_TEST_PACKAGES := redis-server postgresql chromium fonts-dejavu-core poppler-utils qpdf oathtool
 PYTEST_ARGS ?=
 
-.PHONY: run install install-test test-deps lint format test test-sqlite test-postgresql bench migrate clean
+.PHONY: run install install-test test-deps lint format test test-sqlite test-postgresql bench migrate translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ test: test-deps install-test lint
 ## Benchmarks: each prints its ratio against a bare-library baseline measured in the same run.
 bench: install-test test-deps
 	$(BIN)/python -m tests.bench
+
+## Re-extract the signer-facing texts, merge them into the catalogues and compile them.
+translations: install-test
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext -o portal/translations/messages.pot .
+	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching
+	$(BIN)/pybabel compile -d portal/translations
 
 clean:
 	rm -rf $(VENV) instance tests/artifacts .pytest_cache .mypy_cache .ruff_cache

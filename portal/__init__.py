@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from flask_babel import get_locale
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -33,6 +33,8 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def _locale() -> str | None:
+    if not has_request_context():
+        return None  # jobs and the CLI use the default locale
     return request.accept_languages.best_match(["en", "es"]) or "en"
 
 
@@ -48,6 +50,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 3600)
+    app.config.setdefault(
+        "BABEL_TRANSLATION_DIRECTORIES", os.path.join(ROOT, "portal", "translations")
+    )
     app.jinja_env.add_extension("jinja2.ext.do")
     if int(app.config["TRUSTED_PROXIES"]):
         hops = int(app.config["TRUSTED_PROXIES"])

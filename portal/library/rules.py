@@ -13,6 +13,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from flask_babel import gettext as _
+
 
 class FieldLike(Protocol):
     key: str
@@ -71,34 +73,34 @@ def problem(field: FieldLike, value: Any, values: Mapping[str, Any]) -> str | No
     name = field.label or field.key.replace("_", " ")
     text = _as_text(value).strip()
     if not text:
-        return f"{name} is required." if is_required(field, values) else None
+        return _("%(name)s is required.", name=name) if is_required(field, values) else None
     rules = field.validation or {}
     if field.type == "number":
         number = _number(text)
         if number is None:
-            return f"{name} must be a number."
+            return _("%(name)s must be a number.", name=name)
         if rules.get("min") not in (None, "") and number < Decimal(str(rules["min"])):
-            return f"{name} must be at least {rules['min']}."
+            return _("%(name)s must be at least %(min)s.", name=name, min=rules["min"])
         if rules.get("max") not in (None, "") and number > Decimal(str(rules["max"])):
-            return f"{name} must be at most {rules['max']}."
+            return _("%(name)s must be at most %(max)s.", name=name, max=rules["max"])
     if field.type == "date":
         day = _date(text)
         if day is None:
-            return f"{name} must be a date (YYYY-MM-DD)."
+            return _("%(name)s must be a date (YYYY-MM-DD).", name=name)
         if rules.get("min") and day < date.fromisoformat(str(rules["min"])):
-            return f"{name} must be on or after {rules['min']}."
+            return _("%(name)s must be on or after %(min)s.", name=name, min=rules["min"])
         if rules.get("max") and day > date.fromisoformat(str(rules["max"])):
-            return f"{name} must be on or before {rules['max']}."
+            return _("%(name)s must be on or before %(max)s.", name=name, max=rules["max"])
     if field.type in ("radio", "select") and field.options and text not in field.options:
-        return f"Choose one of the options for {name}."
+        return _("Choose one of the options for %(name)s.", name=name)
     if rules.get("min_length") and len(text) < int(rules["min_length"]):
-        return f"{name} must be at least {rules['min_length']} characters."
+        return _("%(name)s must be at least %(n)s characters.", name=name, n=rules["min_length"])
     if rules.get("max_length") and len(text) > int(rules["max_length"]):
-        return f"{name} must be at most {rules['max_length']} characters."
+        return _("%(name)s must be at most %(n)s characters.", name=name, n=rules["max_length"])
     pattern = rules.get("pattern")
     if pattern and not re.fullmatch(str(pattern), text):
-        hint = rules.get("pattern_hint") or "the expected format"
-        return f"{name} does not match {hint}."
+        hint = rules.get("pattern_hint") or _("the expected format")
+        return _("%(name)s does not match %(hint)s.", name=name, hint=hint)
     return None
 
 

@@ -16,7 +16,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import force_locale
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
 from portal import storage
@@ -197,12 +197,13 @@ def sign(public_id: str) -> Any:
         for key, upload in request.files.items()
         if upload and upload.filename
     }
-    checked = values.check(
-        recipient.envelope, recipient, request.form.to_dict(), uploads, adoption,
-        request.form.get("typed_name", ""), request.form.get("drawing", ""),
-    )  # fmt: skip
-    if not request.form.get("agree"):
-        checked.problems["agree"] = "Confirm that this is your signature."
+    with force_locale(recipient.locale):  # problems are worded in the signer's language
+        checked = values.check(
+            recipient.envelope, recipient, request.form.to_dict(), uploads, adoption,
+            request.form.get("typed_name", ""), request.form.get("drawing", ""),
+        )  # fmt: skip
+        if not request.form.get("agree"):
+            checked.problems["agree"] = gettext("Confirm that this is your signature.")
     if checked.problems:
         return _page("signing/document.html", recipient, 422, problems=checked.problems,
                      form=request.form, **_context(recipient))  # fmt: skip

@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_babel import gettext as _
 from PIL import Image, UnidentifiedImageError
 
 from portal import clock
@@ -103,11 +104,11 @@ def check(
         if adoption == "drawn":
             out.signature_png = decode_drawing(drawing)
             if out.signature_png is None:
-                out.problems["signature"] = (
+                out.problems["signature"] = _(
                     "Draw your signature in the box, or type your name instead."
                 )
         elif len(" ".join(typed_name.split())) < 2:
-            out.problems["signature"] = "Type your full name to sign."
+            out.problems["signature"] = _("Type your full name to sign.")
     current: dict[str, Any] = {}
     for item in fields:
         fixed = prefilled(envelope, item)
@@ -130,13 +131,15 @@ def check(
             upload = uploads.get(item.key)
             if upload is None or not upload.data:
                 if rules.is_required(item, current):
-                    out.problems[item.key] = f"Attach {item.label or 'the file'}."
+                    out.problems[item.key] = _(
+                        "Attach %(label)s.", label=item.label or _("the file")
+                    )
                 continue
             kind = _attachment_type(upload.data)
             if len(upload.data) > MAX_ATTACHMENT:
-                out.problems[item.key] = "That file is larger than 10 MB. Choose a smaller one."
+                out.problems[item.key] = _("That file is larger than 10 MB. Choose a smaller one.")
             elif kind is None:
-                out.problems[item.key] = "Attach a photo (JPEG or PNG) or a PDF."
+                out.problems[item.key] = _("Attach a photo (JPEG or PNG) or a PDF.")
             else:
                 out.files[item.key] = (upload.data, kind)
                 out.values[item.key] = upload.filename[:200]
