@@ -111,7 +111,11 @@ def test_customer_opens_consents_signs_and_the_envelope_completes(app, sent):
         assert stored["customer_signature"] == "Zoë Łukasiewicz"
         assert stored["full_name"] == "Zoë Łukasiewicz" and stored["date_signed"]
         kinds = [m.kind for m in db.session.execute(select(Message).order_by(Message.id)).scalars()]
-        assert kinds == ["signing_request", "completed"]
+        assert kinds == ["signing_request", "completed", "completed"]
+        to = [
+            m.to_address for m in db.session.execute(select(Message).order_by(Message.id)).scalars()
+        ]
+        assert to[-1] == "agent@demo.example", "the sending agent is told"
     events = [e.event for e in audit_events(app)]
     for name in (
         "recipient.opened",

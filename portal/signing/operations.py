@@ -181,18 +181,22 @@ def _advance(envelope: Envelope) -> None:
         if recipient.kind == "cc":
             recipient.status = RecipientStatus.COPIED.value
             recipient.finished_at = envelope.finished_at
-        _notify_completed(envelope, recipient)
+        _notify_completed(envelope, recipient.email, recipient.name, recipient.locale, recipient.id)
+    sender = envelope.created_by
+    _notify_completed(envelope, sender.email, sender.name, "en", None)
     jobs.enqueue(request_seal, envelope.id)
 
 
-def _notify_completed(envelope: Envelope, recipient: Recipient) -> None:
+def _notify_completed(
+    envelope: Envelope, email: str, name: str, locale: str, recipient_id: int | None
+) -> None:
     subject, text, html = mail.render(
-        "envelope_completed", recipient.locale, recipient_name=recipient.name,
+        "envelope_completed", locale, recipient_name=name,
         title=envelope.title, sender_name=envelope.created_by.name,
     )  # fmt: skip
     mail.queue(
-        recipient.email, recipient.name, subject, text, html, kind="completed",
-        locale=recipient.locale, envelope_id=envelope.id, recipient_id=recipient.id,
+        email, name, subject, text, html, kind="completed",
+        locale=locale, envelope_id=envelope.id, recipient_id=recipient_id,
     )  # fmt: skip
 
 
