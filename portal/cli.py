@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -117,6 +118,8 @@ def _ticker(app: Flask, every: int) -> None:
 def serve(host: str, port: int) -> None:
     """Development server, with periodic work on a timer (embedded mode)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if "PUBLIC_BASE_URL" not in os.environ:  # links in emails point at this server
+        app.config["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     threading.Thread(target=_ticker, args=(app, 60), daemon=True).start()
     users = db.session.query(User).count()
     db.session.remove()  # do not hold SQLite's write lock while serving
