@@ -1,0 +1,499 @@
+"""The signer's document page: throughput against a bare Flask "hello" app, and page weight.
+
+Design budgets:
+
+- signer page throughput >= 30% of a bare Flask "hello" endpoint on the same gunicorn setup;
+- signer page weight <= 60 KB compressed (HTML + CSS + JS).
+
+Setup: a temporary instance folder and SQLite database (migrated with Flask-Migrate's
+``upgrade()``), ``flask portal seed-demo``, the demo refund sent to one customer (link-only
+auth) and the disclosure accepted, so ``GET /sign/<public_id>`` renders the document page.
+Both apps run under gunicorn with the same command line (``--workers 2``, sync workers) on
+127.0.0.1; the portal gets its settings from the environment, as ``wsgi.py`` does. The signer's
+session cookie comes from one ``GET /s/<token>`` (not followed) plus one page view (which adds
+the CSRF token to the session, as a browser's first view does); every timed request reuses it.
+
+Load: ``wrk`` when installed, else ``http.client`` from this process, THREADS threads for
+WARMUP + DURATION seconds, counting only 200 responses after the warm-up; best of ROUNDS
+interleaved rounds per endpoint. gunicorn's sync workers close the connection after every
+response, so each request includes a TCP connect for both contenders alike.
+
+Weight: the page's HTML plus every same-origin stylesheet (``link rel=stylesheet``) and
+script (``script src``) it references, each gzipped at level 6; KB = 1024 bytes.
+
+Environment: ``BENCH_SIGNING_THREADS`` (default 4), ``BENCH_SIGNING_SECONDS`` (default 1.5),
+``BENCH_PROFILE=1`` prints a cProfile summary of PROFILE_REQUESTS page views through the
+Flask test client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import gzip
+import http.client
+import io
+import os
+import pstats
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+THREADS = int(os.environ.get("BENCH_SIGNING_THREADS", "4"))
+WARMUP = 0.5
+DURATION = float(os.environ.get("BENCH_SIGNING_SECONDS", "1.5"))
+ROUNDS = 2
+WORKERS = 2
+READY_TIMEOUT = 30.0
+PROFILE_REQUESTS = 200
+BUDGET_RATIO = 0.30
+BUDGET_KB = 60.0
+NAME_RATE = "signing_page_throughput"
+NAME_WEIGHT = "signing_page_weight"
+
+ENV = {
+    "PORTAL_ENV": "development",
+    "SECRET_KEY": "bench-signing-secret-key",
+    "DATA_KEY": bytes(range(32)).hex(),
+    "LOGIN_RATE_LIMIT": "100000 per minute",
+    "REDIS_URL": "",
+    "MAIL_SERVER": "",
+}
+
+REFUND_VALUES = {  # tests.test_envelopes.REFUND_VALUES (copied: that module needs pytest)
+    "customer.name": "Zoë Łukasiewicz",
+    "customer.email": "zoe@example.com",
+    "order.number": "ORD-77",
+    "order.date": "3 June 2026",
+    "refund.amount": "€42.00",
+    "refund.method": "card",
+    "refund.reason": "Damaged in transit.",
+}
+
+PORTAL_WSGI = '''"""The portal as wsgi.py builds it, with settings from the environment."""
+from portal import create_app
+
+app = create_app()
+'''
+
+HELLO_WSGI = '''"""A bare Flask app: the baseline."""
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/hello")
+def hello():
+    return "<!doctype html><title>Hello</title><p>Hello, world!</p>"
+'''
+
+
+# ---------------------------------------------------------------- setup
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _prepare() -> tuple[str, str]:
+    """Migrate, seed, send the refund and consent; return (link path, public id)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from portal import create_app
+    from portal.accounts.models import User
+    from portal.envelopes import operations as envelopes
+    from portal.envelopes.operations import RecipientInput
+    from portal.extensions import db
+    from portal.library import operations as library
+    from portal.library.models import Template
+    from portal.signing import operations as signing
+
+    app = create_app()
+    with app.app_context():
+        upgrade()
+        seeded = app.test_cli_runner().invoke(args=["portal", "seed-demo"])
+        if seeded.exit_code != 0:
+            raise RuntimeError(f"seed-demo failed: {seeded.output}") from seeded.exception
+        db.session.rollback()
+        agent = db.session.execute(
+            select(User).where(User.email == "agent@demo.example")
+        ).scalar_one()
+        template = db.session.execute(
+            select(Template).where(Template.name == "Refund authorization")
+        ).scalar_one()
+        customer = RecipientInput(role="customer", name="Zoë Łukasiewicz", email="zoe@example.com")
+        envelope, links = envelopes.create_and_send(
+            library.approved_version(template), REFUND_VALUES, [customer], by=agent
+        )
+        (recipient,) = envelope.recipients
+        if recipient.auth_method != "link":
+            raise RuntimeError(f"expected a link-only recipient, got {recipient.auth_method}")
+        public_id = envelope.public_id
+        signing.give_consent(recipient.id)
+        link = urlsplit(links[recipient.id]).path
+        db.session.remove()
+        db.engine.dispose()
+    return link, public_id
+
+
+def _checkpoint(path: str) -> None:
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """One gunicorn on 127.0.0.1 serving ``module:app`` from ``folder``."""
+
+    def __init__(self, folder: str, module: str) -> None:
+        self.port = _free_port()
+        self.log_path = os.path.join(folder, f"{module}.log")
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        command = [
+            gunicorn,
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--chdir",
+            folder,
+            f"{module}:app",
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join((folder, str(ROOT)))}
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def wait(self, path: str) -> None:
+        """Return once ``GET path`` answers 200."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.tail()}")
+            try:
+                status, _headers, _body = fetch(self.port, path)
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn not ready on {path} in {READY_TIMEOUT:.0f} s:\n{self.tail()}")
+
+    def tail(self) -> str:
+        self.log.flush()
+        return Path(self.log_path).read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+def fetch(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def _cookie(headers: http.client.HTTPMessage, current: str = "") -> str:
+    jar = SimpleCookie()
+    if current:
+        jar.load(current)
+    for value in headers.get_all("Set-Cookie") or []:
+        jar.load(value)
+    return "; ".join(f"{morsel.key}={morsel.value}" for morsel in jar.values())
+
+
+def _signer_cookie(port: int, link: str, public_id: str) -> tuple[str, bytes]:
+    """The session cookie a browser holds on its second view, and the page HTML."""
+    status, headers, _ = fetch(port, link)
+    location = headers.get("Location", "")
+    if status != 302 or not location.endswith(f"/sign/{public_id}"):
+        raise RuntimeError(f"GET {link}: {status} -> {location!r}, expected /sign/{public_id}")
+    cookie = _cookie(headers)
+    if not cookie:
+        raise RuntimeError(f"GET {link} set no session cookie")
+    status, headers, body = fetch(port, f"/sign/{public_id}", {"Cookie": cookie})
+    if status != 200 or b"Adopt and sign" not in body:
+        raise RuntimeError(f"GET /sign/{public_id}: {status}, not the document page")
+    return _cookie(headers, cookie), body
+
+
+# ---------------------------------------------------------------- load
+
+
+def _load_python(port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
+    """(200 responses per second, other outcomes, client CPU share) over DURATION."""
+    started = time.monotonic()
+    counting_from = started + WARMUP
+    until = counting_from + DURATION
+    counts = [0] * THREADS
+    others = [0] * THREADS
+
+    def worker(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ok = bad = 0
+        try:
+            while True:
+                try:
+                    connection.request("GET", path, headers=headers)
+                    response = connection.getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException):
+                    connection.close()  # reopened by the next request()
+                    status = 0
+                now = time.monotonic()
+                if now >= until:
+                    break
+                if now >= counting_from:
+                    if status == 200:
+                        ok += 1
+                    else:
+                        bad += 1
+        finally:
+            connection.close()
+            counts[index] = ok
+            others[index] = bad
+
+    cpu = time.process_time()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu_share = (time.process_time() - cpu) / (time.monotonic() - started)
+    return sum(counts) / DURATION, sum(others), cpu_share
+
+
+def _load_wrk(wrk: str, port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
+    """(200 responses per second, other outcomes, 0) from wrk."""
+    header_args = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    url = f"http://127.0.0.1:{port}{path}"
+    subprocess.run(
+        [wrk, "-t1", "-c", str(THREADS), "-d", "1s", *header_args, url],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    seconds = max(1, round(DURATION))
+    out = subprocess.run(
+        [wrk, "-t2", "-c", str(THREADS), "-d", f"{seconds}s", *header_args, url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    elapsed = re.search(r"requests in ([\d.]+)(ms|s|m)", out)
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}[elapsed.group(2)] if elapsed else 1.0
+    span = float(elapsed.group(1)) * scale if elapsed else float(seconds)
+    return (total - bad) / span, bad, 0.0
+
+
+def _load(port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return _load_wrk(wrk, port, path, headers)
+    return _load_python(port, path, headers)
+
+
+def _throughput(portal: Server, hello: Server, page: str, cookie: str) -> None:
+    ours = base = (0.0, 0, 0.0)
+    for _ in range(ROUNDS):  # interleaved so drift in machine load hits both alike
+        base = max(base, _load(hello.port, "/hello", {}))
+        ours = max(ours, _load(portal.port, page, {"Cookie": cookie}))
+    ratio = ours[0] / base[0] if base[0] else 0.0
+    verdict = "OK" if ratio >= BUDGET_RATIO else "OVER BUDGET"
+    print(
+        f"{NAME_RATE}: ours {ours[0]:,.0f} req/s / baseline {base[0]:,.0f} req/s"
+        f" = {ratio:.2f} (budget {BUDGET_RATIO:.2f}) {verdict}",
+        flush=True,
+    )
+    client = "wrk" if shutil.which("wrk") else f"http.client, {THREADS} threads"
+    share = (
+        f"; client CPU {ours[2]:.0%} / {base[2]:.0%} of one core"
+        if client.startswith("http")
+        else ""
+    )
+    print(
+        f"  GET {page} (signer cookie) vs GET /hello, gunicorn --workers {WORKERS} (sync),"
+        f" {client}, best of {ROUNDS} x {DURATION:g} s after {WARMUP:g} s warm-up,"
+        f" {os.cpu_count()} CPUs{share}; non-200: {ours[1]} / {base[1]}",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- weight
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.styles: list[str] = []
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if tag == "link" and "stylesheet" in found.get("rel", "").lower().split():
+            if found.get("href"):
+                self.styles.append(found["href"])
+        elif tag == "script" and found.get("src"):
+            self.scripts.append(found["src"])
+
+
+def _gzipped(data: bytes) -> int:
+    return len(gzip.compress(data, compresslevel=6))
+
+
+def _weight(port: int, page: str, html: bytes) -> None:
+    assets = _Assets()
+    assets.feed(html.decode("utf-8"))
+    origin = f"http://127.0.0.1:{port}"
+    sizes = {"html": _gzipped(html), "css": 0, "js": 0}
+    raw = {"html": len(html), "css": 0, "js": 0}
+    skipped: list[str] = []
+    for kind, refs in (("css", assets.styles), ("js", assets.scripts)):
+        for ref in dict.fromkeys(refs):
+            url = urlsplit(urljoin(origin + page, ref))
+            if f"{url.scheme}://{url.netloc}" != origin:
+                skipped.append(ref)
+                continue
+            status, _headers, body = fetch(port, url.path + (f"?{url.query}" if url.query else ""))
+            if status != 200:
+                raise RuntimeError(f"GET {ref}: {status}")
+            sizes[kind] += _gzipped(body)
+            raw[kind] += len(body)
+    total = sum(sizes.values()) / 1024
+    ratio = total / BUDGET_KB
+    verdict = "OK" if total <= BUDGET_KB else "OVER BUDGET"
+    print(
+        f"{NAME_WEIGHT}: ours {total:.1f} KB compressed (html {sizes['html'] / 1024:.1f},"
+        f" css {sizes['css'] / 1024:.1f}, js {sizes['js'] / 1024:.1f}) / budget {BUDGET_KB:g} KB"
+        f" = {ratio:.2f} {verdict}",
+        flush=True,
+    )
+    print(
+        f"  gzip -6 of {len(assets.styles)} stylesheet(s) and {len(assets.scripts)} script(s);"
+        f" uncompressed html {raw['html'] / 1024:.1f} KB, css {raw['css'] / 1024:.1f} KB,"
+        f" js {raw['js'] / 1024:.1f} KB"
+        + (f"; not same-origin, left out: {', '.join(skipped)}" if skipped else ""),
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- profile
+
+
+def _profile(link: str, public_id: str) -> None:
+    """cProfile of PROFILE_REQUESTS page views through the Flask test client, in-process."""
+    from portal import create_app
+    from portal.extensions import db
+
+    app = create_app()
+    client = app.test_client()
+    if client.get(link).status_code != 302:
+        raise RuntimeError(f"GET {link} did not redirect")
+    page = f"/sign/{public_id}"
+    client.get(page)  # the first view adds the CSRF token to the session
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(PROFILE_REQUESTS):
+        client.get(page)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    with app.app_context():
+        db.engine.dispose()
+    each = elapsed / PROFILE_REQUESTS * 1000
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+        print(
+            f"--- cProfile of {PROFILE_REQUESTS} GET {page} ({each:.2f} ms each, profiled),"
+            f" by {order}\n{out.getvalue()}",
+            flush=True,
+        )
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory(prefix="portal-bench-signing-") as folder:
+        instance = os.path.join(folder, "instance")
+        os.makedirs(instance)
+        path = os.path.join(folder, "bench.db")
+        env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": f"sqlite:///{path}"}
+        Path(folder, "bench_portal_wsgi.py").write_text(PORTAL_WSGI)
+        Path(folder, "bench_hello_wsgi.py").write_text(HELLO_WSGI)
+        with _environment(env):
+            link, public_id = _prepare()
+            _checkpoint(path)
+            page = f"/sign/{public_id}"
+            servers: list[Server] = []
+            try:
+                portal = Server(folder, "bench_portal_wsgi")
+                servers.append(portal)
+                hello = Server(folder, "bench_hello_wsgi")
+                servers.append(hello)
+                portal.wait("/healthz")
+                hello.wait("/hello")
+                cookie, html = _signer_cookie(portal.port, link, public_id)
+                _throughput(portal, hello, page, cookie)
+                _weight(portal.port, page, html)
+            finally:
+                for server in servers:
+                    server.stop()
+            if os.environ.get("BENCH_PROFILE"):
+                _profile(link, public_id)
+
+
+if __name__ == "__main__":
+    run()
