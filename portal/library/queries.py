@@ -1,0 +1,118 @@
+"""Reading the template library: page geometry, merge keys, which version is current,
+whether a version may be sent and when a template is due for review. Nothing here
+changes a row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from portal import clock
+from portal.accounts.access import team_scope
+from portal.accounts.models import User
+from portal.documents import authoring
+from portal.documents.geometry import Rect, pdf_to_display
+from portal.documents.inspect import PageBox
+from portal.extensions import db
+from portal.library.errors import LibraryError
+from portal.library.models import Field, Template, TemplateVersion, VersionStatus
+
+REVIEW_EVERY = timedelta(days=365)
+
+
+def page_box(version: TemplateVersion, number: int) -> PageBox:
+    """The geometry of one page of the version."""
+    page = version.page(number)
+    if page is None:
+        raise LibraryError(f"This document has no page {number}.")
+    return PageBox(
+        number=number,
+        x0=float(page["x0"]),
+        y0=float(page["y0"]),
+        x1=float(page["x1"]),
+        y1=float(page["y1"]),
+        rotation=int(page["rotation"]),
+    )
+
+
+def display_rect(field: Field) -> Rect:
+    """Where the editor shows a field: display points from the page's top-left corner."""
+    return pdf_to_display(
+        page_box(field.version, field.page), Rect(field.x, field.y, field.w, field.h)
+    )
+
+
+def merge_keys(version: TemplateVersion) -> list[authoring.MergeKey]:
+    """The version's declared merge keys."""
+    return [
+        authoring.MergeKey(
+            str(k["key"]), str(k.get("label") or k["key"]), str(k.get("sample") or "")
+        )
+        for k in version.merge_keys or []
+    ]
+
+
+def latest_version(template: Template) -> TemplateVersion:
+    """The newest version, whatever its status."""
+    return template.versions[-1]
+
+
+def approved_version(template: Template) -> TemplateVersion | None:
+    """The one version that may be sent, if any."""
+    if template.retired_at is not None:
+        return None
+    for version in reversed(template.versions):
+        if version.status == VersionStatus.APPROVED.value:
+            return version
+    return None
+
+
+def ensure_sendable(version: TemplateVersion) -> None:
+    """Raise unless this exact version is the latest approved version of a live template."""
+    reasons = {
+        VersionStatus.DRAFT.value: "is a draft that has not been approved",
+        VersionStatus.IN_REVIEW.value: "is waiting for compliance review",
+        VersionStatus.SUPERSEDED.value: "has been replaced by a newer approved version",
+        VersionStatus.RETIRED.value: "has been retired",
+    }
+    name = f"{version.template.name} v{version.number}"
+    if version.template.retired_at is not None:
+        raise LibraryError(f"{name} cannot be sent: the template has been retired.")
+    if version.status in reasons:
+        raise LibraryError(f"{name} cannot be sent: it {reasons[version.status]}.")
+    if approved_version(version.template) is not version:
+        raise LibraryError(f"{name} cannot be sent: it is not the current approved version.")
+
+
+def sendable_templates(user: User) -> list[tuple[Template, TemplateVersion]]:
+    """The templates the user's team may send now, each with its approved version."""
+    stmt = team_scope(
+        select(Template).where(Template.retired_at.is_(None)).order_by(Template.name),
+        Template.team_id,
+        user,
+    )
+    out = []
+    for template in db.session.execute(stmt).scalars():
+        version = approved_version(template)
+        if version is not None:
+            out.append((template, version))
+    return out
+
+
+def review_due(template: Template) -> bool:
+    """Approved templates are reviewed every 12 months."""
+    if template.last_reviewed_at is None or template.retired_at is not None:
+        return False
+    return clock.utcnow() - clock.as_utc(template.last_reviewed_at) >= REVIEW_EVERY
+
+
+def previous_version(version: TemplateVersion) -> TemplateVersion | None:
+    """The version before this one, for the "what changed" view."""
+    earlier = [v for v in version.template.versions if v.number < version.number]
+    return earlier[-1] if earlier else None
+
+
+def count_templates() -> int:
+    """How many templates exist (for the console)."""
+    return int(db.session.execute(select(func.count(Template.id))).scalar_one())
