@@ -261,6 +261,10 @@ def test_sequential_signer_then_approver(app, sent):
     token = _csrf(approver, f"/sign/{public_id}")
     approver.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
     assert "Your decision" in approver.get(f"/sign/{public_id}").get_data(as_text=True)
+    silent = approver.post(
+        f"/sign/{public_id}/review", data={"csrf_token": token, "decision": "reject"}
+    )
+    assert silent.status_code == 422 and "Say why you reject it" in silent.get_data(as_text=True)
     approver.post(
         f"/sign/{public_id}/review",
         data={"csrf_token": token, "decision": "approve", "comment": "Plan change OK"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from babel.messages.mofile import read_mo
@@ -13,7 +15,7 @@ from tests.test_signing import _csrf, _path, sent  # noqa: F401  (fixture)
 CATALOG = Path(__file__).parents[1] / "portal" / "translations" / "es" / "LC_MESSAGES"
 
 
-def test_every_signer_text_has_a_spanish_translation_and_the_mo_is_current():
+def test_every_signer_text_has_a_spanish_translation_and_the_mo_is_current(tmp_path):
     with open(CATALOG / "messages.po", "rb") as handle:
         po = read_po(handle)
     with open(CATALOG / "messages.mo", "rb") as handle:
@@ -21,9 +23,17 @@ def test_every_signer_text_has_a_spanish_translation_and_the_mo_is_current():
     untranslated = [m.id for m in po if m.id and not m.string]
     assert untranslated == []
     assert {m.id: m.string for m in po if m.id} == {m.id: m.string for m in mo if m.id}
-    with open(CATALOG.parents[1] / "messages.pot", "rb") as handle:
+    root = CATALOG.parents[3]
+    extracted = tmp_path / "messages.pot"
+    subprocess.run(
+        [sys.executable, "-m", "babel.messages.frontend", "-q", "extract", "-F", "babel.cfg",
+         "-k", "_", "-k", "gettext", "-o", str(extracted), "."],
+        cwd=root, check=True,
+    )  # fmt: skip
+    with open(extracted, "rb") as handle:
         template = read_po(handle)
-    assert {m.id for m in template if m.id} <= {m.id for m in po if m.id}
+    missing = {m.id for m in template if m.id} - {m.id for m in po if m.id}
+    assert not missing, f"run `make translations` and translate: {sorted(missing)}"
 
 
 def test_a_spanish_recipient_signs_in_spanish(app, sent):  # noqa: F811

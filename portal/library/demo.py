@@ -61,7 +61,7 @@ SIGN_AND_DATE: list[Spec] = [
 ]
 PREFILLED_NAME = {"label": "Full name", "key": "full_name", "merge_key": "customer.name"}
 RECEIPT_PHOTO = {
-    "label": "Photo of the receipt (optional)",
+    "label": "Photo of the receipt",
     "key": "receipt_photo",
     "required": False,
 }

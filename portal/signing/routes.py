@@ -126,7 +126,10 @@ def document(public_id: str) -> Any:
             "signing/consent.html", recipient, envelope=recipient.envelope, disclosure=text
         )
     if operations.needs_code(recipient):
-        return _page("signing/code.html", recipient, envelope=recipient.envelope, error=None)
+        sent = bool(session.pop("code_sent", False))
+        return _page(
+            "signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=sent
+        )
     return _page("signing/document.html", recipient, problems={}, form={}, **_context(recipient))
 
 
@@ -161,7 +164,9 @@ def send_code(public_id: str) -> Any:
     recipient = _signer(public_id)
     if recipient.auth_method == "email_otp" and not access.blocked_reason(recipient):
         access.send_code(recipient)
-    return _page("signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=True)
+        session["code_sent"] = True
+    # Post/redirect/get: reloading the page must not email another code.
+    return redirect(url_for("signing.document", public_id=public_id))
 
 
 @bp.route("/sign/<public_id>/code", methods=["POST"])
@@ -215,6 +220,12 @@ def review(public_id: str) -> Any:
     """An approver's decision."""
     approve = request.form.get("decision") == "approve"
     comment = request.form.get("comment", "")
+    if not approve and not comment.strip():
+        recipient = _signer(public_id)
+        with force_locale(recipient.locale):
+            problems = {"comment": gettext("Say why you reject it; the sender will see it.")}
+        return _page("signing/document.html", recipient, 422, problems=problems,
+                     form=request.form, **_context(recipient))  # fmt: skip
     return _act(public_id, lambda r: operations.review(r.id, approve, comment))
 
 
