@@ -162,6 +162,45 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- page checks shared by tests
+
+
+def no_sideways_scroll(page: Page) -> None:
+    """Nothing is wider than the screen (no horizontal scrolling); names what sticks out."""
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 0:
+        culprits = page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(el => el.getBoundingClientRect().right > innerWidth + 0.5)
+                .slice(0, 10)
+                .map(el => `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}#${el.id}`
+                           + ` right=${el.getBoundingClientRect().right}`)"""
+        )
+        raise AssertionError(f"the page scrolls sideways by {overflow}px: {culprits}")
+
+
+def overlays_line_up(page: Page, selector: str, name_attribute: str) -> None:
+    """Every overlay (field box or marker) lies on its page image where its data-x/y/w/h say
+    (within a pixel), whatever the screen size."""
+    misplaced = page.evaluate(
+        """([selector, nameAttribute]) => [...document.querySelectorAll(selector)].map(box => {
+            const figure = box.closest('figure.page');
+            const img = figure.querySelector('img').getBoundingClientRect();
+            const r = box.getBoundingClientRect();
+            const k = img.width / parseFloat(figure.dataset.width);
+            const want = {x: img.left + box.dataset.x * k, y: img.top + box.dataset.y * k,
+                          w: box.dataset.w * k, h: box.dataset.h * k};
+            const off = Math.max(Math.abs(r.left - want.x), Math.abs(r.top - want.y),
+                                 Math.abs(r.width - want.w), Math.abs(r.height - want.h));
+            return off > 1 ? `${box.getAttribute(nameAttribute)}: off by ${off}px` : null;
+        }).filter(Boolean)""",
+        [selector, name_attribute],
+    )
+    assert not misplaced, misplaced
+
+
 # ---------------------------------------------------------------- fixtures (a pytest plugin)
 
 

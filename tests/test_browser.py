@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from tests.browser import (
     describe_violations,
+    no_sideways_scroll,
     serious_violations,
 )
 
@@ -220,11 +221,3 @@ def enrol_with_key_from_page(tab) -> None:
     page.get_by_label("Code", exact=True).fill(pyotp.TOTP(key).now())
     page.get_by_role("button", name="Confirm and sign in").click()
     expect(page.get_by_role("heading", name="Save your recovery codes")).to_be_visible()
-
-
-def no_sideways_scroll(page) -> None:
-    """Nothing on the page is wider than the viewport (no horizontal scrolling on phones)."""
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"

@@ -32,6 +32,8 @@ from portal.library.models import Field, TemplateVersion
 from tests.browser import (
     Tab,
     describe_violations,
+    no_sideways_scroll,
+    overlays_line_up,
     serious_violations,
 )
 from tests.conftest import ARTIFACTS, Staff, audit_events
@@ -160,38 +162,8 @@ def mouse_drag(page: Page, x: float, y: float, dx: float, dy: float) -> None:
     page.mouse.up()
 
 
-def no_sideways_scroll(page: Page) -> None:
-    """Nothing is wider than a phone screen; names the elements that stick out if so."""
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    if overflow > 0:
-        culprits = page.evaluate(
-            """() => [...document.querySelectorAll('body *')]
-                .filter(el => el.getBoundingClientRect().right > innerWidth + 0.5)
-                .slice(0, 10)
-                .map(el => `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}#${el.id}`
-                           + ` right=${el.getBoundingClientRect().right}`)"""
-        )
-        raise AssertionError(f"the page scrolls sideways by {overflow}px: {culprits}")
-
-
-def boxes_line_up_with_their_page(page: Page) -> None:
-    """Every field box lies on its page image, where its data-x/y say (within a pixel)."""
-    misplaced = page.evaluate(
-        """() => [...document.querySelectorAll('.field-box')].map(box => {
-            const figure = box.closest('figure.page');
-            const img = figure.querySelector('img').getBoundingClientRect();
-            const r = box.getBoundingClientRect();
-            const k = img.width / parseFloat(figure.dataset.width);
-            const want = {x: img.left + box.dataset.x * k, y: img.top + box.dataset.y * k,
-                          w: box.dataset.w * k, h: box.dataset.h * k};
-            const off = Math.max(Math.abs(r.left - want.x), Math.abs(r.top - want.y),
-                                 Math.abs(r.width - want.w), Math.abs(r.height - want.h));
-            return off > 1 ? `${box.dataset.fieldId}: off by ${off}px` : null;
-        }).filter(Boolean)"""
-    )
-    assert not misplaced, misplaced
+def overlays_line_up_boxes(page: Page) -> None:
+    overlays_line_up(page, ".field-box", "data-field-id")
 
 
 def screen_shot(page: Page, subject: Locator, name: str) -> None:
@@ -255,7 +227,7 @@ def test_phone_author_taps_a_signature_onto_the_page_and_drags_it_by_touch(
     added = stored(app, field_id)
     assert added.x == pytest.approx(PAGE_W * 0.15, abs=1.5)
     assert added.y + added.h == pytest.approx(PAGE_H * 0.7, abs=1.5)  # top edge, y upward
-    boxes_line_up_with_their_page(page)
+    overlays_line_up_boxes(page)
 
     # Drag it 80px right and 60px down with a finger.
     scale = points_per_px(page)
@@ -265,7 +237,7 @@ def test_phone_author_taps_a_signature_onto_the_page_and_drags_it_by_touch(
     assert moved.x - added.x == pytest.approx(80 * scale, abs=1.5)
     assert moved.y - added.y == pytest.approx(-60 * scale, abs=1.5)
     assert (moved.w, moved.h) == pytest.approx((added.w, added.h), abs=0.2)
-    boxes_line_up_with_their_page(page)
+    overlays_line_up_boxes(page)
 
     # A tap on the field selects it (and adds nothing).
     page.locator(f"#field-{field_id} > summary").click()
@@ -323,7 +295,7 @@ def test_desktop_author_adds_drags_and_resizes_a_field_with_the_mouse(
     assert resized.h - moved.h == pytest.approx(20 * scale, abs=1)
     assert resized.x == pytest.approx(moved.x, abs=0.2)
     assert resized.y + resized.h == pytest.approx(moved.y + moved.h, abs=0.2)
-    boxes_line_up_with_their_page(page)
+    overlays_line_up_boxes(page)
 
     # A click without movement selects the field and opens its properties; nothing is saved.
     details = page.locator(f"#field-{field_id}")

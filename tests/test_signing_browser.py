@@ -27,7 +27,15 @@ from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
-from tests.browser import PHONE, Tab, describe_violations, open_tab, serious_violations
+from tests.browser import (
+    PHONE,
+    Tab,
+    describe_violations,
+    no_sideways_scroll,
+    open_tab,
+    overlays_line_up,
+    serious_violations,
+)
 from tests.conftest import ARTIFACTS, audit_events
 from tests.smtp import SmtpServer
 from tests.test_envelopes import REFUND_VALUES
@@ -116,21 +124,6 @@ def accessible(page: Page) -> None:
     assert not violations, describe_violations(violations)
 
 
-def no_sideways_scroll(page: Page) -> None:
-    """Nothing is wider than the phone's screen; names what sticks out if so."""
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    if overflow > 0:
-        culprits = page.evaluate(
-            """() => [...document.querySelectorAll('body *')]
-                .filter(el => el.getBoundingClientRect().right > innerWidth + 0.5)
-                .slice(0, 10)
-                .map(el => `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}`)"""
-        )
-        raise AssertionError(f"the page scrolls sideways by {overflow}px: {culprits}")
-
-
 def readable(page: Page) -> None:
     """Body text and form controls are at least 16px (no zooming to read or type)."""
     small = page.evaluate(
@@ -173,22 +166,8 @@ def check_page(tab: Tab) -> None:
     readable(tab.page)
 
 
-def markers_line_up(page: Page) -> None:
-    """Every field marker lies on its page image where its data-x/y/w/h say (within 1px)."""
-    misplaced = page.evaluate(
-        """() => [...document.querySelectorAll('.field-marker')].map(m => {
-            const figure = m.closest('figure.page');
-            const img = figure.querySelector('img').getBoundingClientRect();
-            const r = m.getBoundingClientRect();
-            const k = img.width / parseFloat(figure.dataset.width);
-            const want = {x: img.left + m.dataset.x * k, y: img.top + m.dataset.y * k,
-                          w: m.dataset.w * k, h: m.dataset.h * k};
-            const off = Math.max(Math.abs(r.left - want.x), Math.abs(r.top - want.y),
-                                 Math.abs(r.width - want.w), Math.abs(r.height - want.h));
-            return off > 1 ? `${m.dataset.key}: off by ${off}px` : null;
-        }).filter(Boolean)"""
-    )
-    assert not misplaced, misplaced
+def overlays_line_up_markers(page: Page) -> None:
+    overlays_line_up(page, ".field-marker", "data-key")
 
 
 def guide_button(page: Page) -> Locator:
@@ -263,7 +242,7 @@ def test_phone_customer_draws_a_signature_and_signs(
     expect(page.get_by_role("heading", level=1)).to_have_text("Refund authorization")
     page.locator(".doc-pages img").last.scroll_into_view_if_needed()
     expect(page.locator(".doc-pages img").last).to_have_js_property("complete", True)
-    markers_line_up(page)
+    overlays_line_up_markers(page)
     signature = page.locator('.field-marker[data-key="customer_signature"]')
     expect(signature).to_have_class(re.compile(r"\bis-done\b"))  # the name is typed in already
     expect(page.locator('.field-marker[data-key="full_name"]')).to_have_class(
@@ -451,7 +430,7 @@ def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
     expect(page.get_by_label("IBAN")).to_be_focused()
     page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
     expect(iban_marker).to_have_class(re.compile(r"\bis-done\b"))
-    markers_line_up(page)
+    overlays_line_up_markers(page)
 
     # Drawing chosen but nothing drawn: the server asks for a signature; the choice stays.
     page.get_by_label("Draw my signature").check()
@@ -533,7 +512,7 @@ def test_desktop_signer_reads_wider_pages_without_the_phone_guide(
     assert width >= 700, width
     page.locator(".doc-pages img").last.scroll_into_view_if_needed()
     expect(page.locator(".doc-pages img").last).to_have_js_property("complete", True)
-    markers_line_up(page)
+    overlays_line_up_markers(page)
     check_page(desktop)
     page.locator('.field-marker[data-key="customer_signature"]').evaluate(
         "el => el.scrollIntoView({block: 'start'})"
