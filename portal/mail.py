@@ -272,7 +272,7 @@ def _note_failure(message_id: int, exc: Exception) -> bool:
     return not permanent
 
 
-SECRET_KINDS = ("signing_request", "otp")
+SECRET_KINDS = ("signing_request", "reminder", "otp")
 _SECRETS = re.compile(r"https?://[^\s\"'<>]+/s/[A-Za-z0-9_\-]+|\b\d{6}\b")
 
 

@@ -215,3 +215,29 @@ def test_parallel_signers_and_a_cc(app, runner_for):
             .all()
         )
         assert "records@example.com" in completed
+
+
+def test_reminders_follow_the_template_settings(app, sent, runner_for, monkeypatch):  # noqa: F811
+    envelope_id, public_id, first_link = sent()
+    real = clock.utcnow
+
+    def at(hours: float) -> None:
+        monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(hours=hours))
+
+    at(47)
+    assert "0 reminders sent" in runner_for(app).invoke(args=["portal", "tick"]).output
+    at(49)
+    assert "1 reminders sent" in runner_for(app).invoke(args=["portal", "tick"]).output
+    for hours in (98, 147, 196, 245):  # every 48 hours, at most 3 (the template's defaults)
+        at(hours)
+        runner_for(app).invoke(args=["portal", "tick"])
+    with app.app_context():
+        reminders = db.session.execute(select(Message).where(Message.kind == "reminder")).scalars().all()
+        assert len(reminders) == 3
+        assert reminders[0].subject.startswith("Reminder: Please sign")
+        recipient = db.session.get(Envelope, envelope_id).recipients[0]
+        assert recipient.reminders_sent == 3
+    assert len(audit_events(app, "envelope.reminder_sent")) == 3
+    # each reminder carries a new link; the first one now says it was replaced
+    monkeypatch.setattr(clock, "utcnow", real)
+    assert "This link has been replaced" in app.test_client().get(_path(first_link)).get_data(as_text=True)

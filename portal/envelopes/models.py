@@ -122,6 +122,8 @@ class Recipient(Model):
     otp_hash: Mapped[str | None] = mapped_column(String(64))
     otp_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     auth_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     authenticated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     adoption: Mapped[str | None] = mapped_column(String(10))  # drawn | typed

@@ -228,8 +228,11 @@ def active_now(envelope: Envelope) -> list[Recipient]:
     return [r for r in acting if r.order == first]
 
 
-def invite(recipient: Recipient, by: User | str) -> str:
-    """Give the recipient a fresh link and email it; returns the link (shown to the agent)."""
+def invite(recipient: Recipient, by: User | str, reminder: bool = False) -> str:
+    """Give the recipient a fresh link and email it; returns the link (shown to the agent).
+
+    A reminder is the same email with a reminder's words (and, like every email, a new link).
+    """
     token = _issue_token(recipient)
     envelope = recipient.envelope
     recipient.status = (
@@ -237,7 +240,8 @@ def invite(recipient: Recipient, by: User | str) -> str:
         if recipient.status == RecipientStatus.WAITING.value
         else recipient.status
     )
-    recipient.sent_at = clock.utcnow()
+    if not reminder:
+        recipient.sent_at = clock.utcnow()
     link = link_for(token)
     subject, text, html = mail.render(
         "signing_request",
@@ -248,6 +252,7 @@ def invite(recipient: Recipient, by: User | str) -> str:
         kind=recipient.kind,
         link=link,
         expires_at=envelope.expires_at,
+        reminder=reminder,
     )
     mail.queue(
         recipient.email,
@@ -255,18 +260,39 @@ def invite(recipient: Recipient, by: User | str) -> str:
         subject,
         text,
         html,
-        kind="signing_request",
+        kind="reminder" if reminder else "signing_request",
         locale=recipient.locale,
         envelope_id=envelope.id,
         recipient_id=recipient.id,
     )
     audit.record(
-        "envelope.link_sent",
+        "envelope.reminder_sent" if reminder else "envelope.link_sent",
         actor=by,
         subject=envelope,
         data={"recipient": recipient.id, "email": mail.mask_address(recipient.email)},
     )
     return link
+
+
+@jobs.periodic(every=900)
+def send_reminders() -> str:
+    """Remind whoever's turn it is, every N hours after the last email, at most M times."""
+    now = clock.utcnow()
+    sent = 0
+    for envelope in db.session.execute(select(Envelope).where(Envelope.status == "sent")).scalars():
+        every = timedelta(hours=int(envelope.settings.get("reminder_every_hours") or 48))
+        most = int(envelope.settings.get("reminder_max") or 0)
+        for recipient in active_now(envelope):
+            last = recipient.last_reminded_at or recipient.sent_at
+            if recipient.locked_at or last is None or recipient.reminders_sent >= most:
+                continue
+            if now - clock.as_utc(last) >= every:
+                invite(recipient, "system", reminder=True)
+                recipient.reminders_sent += 1
+                recipient.last_reminded_at = now
+                sent += 1
+    db.session.commit()
+    return f"{sent} reminders sent"
 
 
 def create_and_send(
