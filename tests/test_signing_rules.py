@@ -218,7 +218,7 @@ def test_parallel_signers_and_a_cc(app, runner_for):
 
 
 def test_reminders_follow_the_template_settings(app, sent, runner_for, monkeypatch):  # noqa: F811
-    envelope_id, public_id, first_link = sent()
+    envelope_id, _public_id, first_link = sent()
     real = clock.utcnow
 
     def at(hours: float) -> None:
@@ -232,7 +232,9 @@ def test_reminders_follow_the_template_settings(app, sent, runner_for, monkeypat
         at(hours)
         runner_for(app).invoke(args=["portal", "tick"])
     with app.app_context():
-        reminders = db.session.execute(select(Message).where(Message.kind == "reminder")).scalars().all()
+        reminders = (
+            db.session.execute(select(Message).where(Message.kind == "reminder")).scalars().all()
+        )
         assert len(reminders) == 3
         assert reminders[0].subject.startswith("Reminder: Please sign")
         recipient = db.session.get(Envelope, envelope_id).recipients[0]
@@ -240,4 +242,6 @@ def test_reminders_follow_the_template_settings(app, sent, runner_for, monkeypat
     assert len(audit_events(app, "envelope.reminder_sent")) == 3
     # each reminder carries a new link; the first one now says it was replaced
     monkeypatch.setattr(clock, "utcnow", real)
-    assert "This link has been replaced" in app.test_client().get(_path(first_link)).get_data(as_text=True)
+    assert "This link has been replaced" in app.test_client().get(_path(first_link)).get_data(
+        as_text=True
+    )
