@@ -344,7 +344,7 @@ def _load(port: int, path: str, headers: dict[str, str]) -> tuple[float, int, fl
     return _load_python(port, path, headers)
 
 
-def _throughput(portal: Server, hello: Server, page: str, cookie: str) -> None:
+def _throughput(portal: Server, hello: Server, page: str, cookie: str, backend: str) -> None:
     ours = base = (0.0, 0, 0.0)
     for _ in range(ROUNDS):  # interleaved so drift in machine load hits both alike
         base = max(base, _load(hello.port, "/hello", {}))
@@ -352,7 +352,7 @@ def _throughput(portal: Server, hello: Server, page: str, cookie: str) -> None:
     ratio = ours[0] / base[0] if base[0] else 0.0
     verdict = "OK" if ratio >= BUDGET_RATIO else "OVER BUDGET"
     print(
-        f"{NAME_RATE}: ours {ours[0]:,.0f} req/s / baseline {base[0]:,.0f} req/s"
+        f"{NAME_RATE}[{backend}]: ours {ours[0]:,.0f} req/s / baseline {base[0]:,.0f} req/s"
         f" = {ratio:.2f} (budget {BUDGET_RATIO:.2f}) {verdict}",
         flush=True,
     )
@@ -465,34 +465,50 @@ def _profile(link: str, public_id: str) -> None:
 # ---------------------------------------------------------------- entry point
 
 
+def _measure(backend: str, folder: str, database_url: str, weigh: bool) -> None:
+    """Prepare the database, serve both apps with gunicorn, and measure."""
+    instance = os.path.join(folder, f"instance-{backend}")
+    os.makedirs(instance)
+    env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": database_url}
+    with _environment(env):
+        link, public_id = _prepare()
+        if backend == "sqlite":
+            _checkpoint(database_url.removeprefix("sqlite:///"))
+        page = f"/sign/{public_id}"
+        servers: list[Server] = []
+        try:
+            portal = Server(folder, "bench_portal_wsgi")
+            servers.append(portal)
+            hello = Server(folder, "bench_hello_wsgi")
+            servers.append(hello)
+            portal.wait("/healthz")
+            hello.wait("/hello")
+            cookie, html = _signer_cookie(portal.port, link, public_id)
+            _throughput(portal, hello, page, cookie, backend)
+            if weigh:
+                _weight(portal.port, page, html)
+        finally:
+            for server in servers:
+                server.stop()
+        if os.environ.get("BENCH_PROFILE"):
+            _profile(link, public_id)
+
+
 def run() -> None:
+    """Embedded mode (SQLite) and the production setup (PostgreSQL), same gunicorn settings."""
+    from tests.services import PostgresServer
+
     with tempfile.TemporaryDirectory(prefix="portal-bench-signing-") as folder:
-        instance = os.path.join(folder, "instance")
-        os.makedirs(instance)
-        path = os.path.join(folder, "bench.db")
-        env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": f"sqlite:///{path}"}
         Path(folder, "bench_portal_wsgi.py").write_text(PORTAL_WSGI)
         Path(folder, "bench_hello_wsgi.py").write_text(HELLO_WSGI)
-        with _environment(env):
-            link, public_id = _prepare()
-            _checkpoint(path)
-            page = f"/sign/{public_id}"
-            servers: list[Server] = []
-            try:
-                portal = Server(folder, "bench_portal_wsgi")
-                servers.append(portal)
-                hello = Server(folder, "bench_hello_wsgi")
-                servers.append(hello)
-                portal.wait("/healthz")
-                hello.wait("/hello")
-                cookie, html = _signer_cookie(portal.port, link, public_id)
-                _throughput(portal, hello, page, cookie)
-                _weight(portal.port, page, html)
-            finally:
-                for server in servers:
-                    server.stop()
-            if os.environ.get("BENCH_PROFILE"):
-                _profile(link, public_id)
+        _measure("sqlite", folder, f"sqlite:///{os.path.join(folder, 'bench.db')}", weigh=True)
+        server = PostgresServer.start()
+        try:
+            server.execute("CREATE DATABASE portal_bench_signing")
+            url = f"postgresql://postgres@127.0.0.1:{server.port}/portal_bench_signing"
+            _measure("postgresql", folder, url, weigh=False)
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":
