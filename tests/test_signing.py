@@ -451,3 +451,40 @@ def test_agent_previews_the_merged_document_before_sending(app, runner_for):
         assert db.session.execute(select(Envelope)).first() is None
     bad = portal.post(f"/envelopes/preview/{version_id}", _form(**{"m-order.number": ""}))
     assert bad.status_code == 422 and "Fill in Order number" in bad.get_data(as_text=True)
+
+
+def test_reassigned_completed_and_declined_links_explain_themselves(app, sent):
+    from portal.accounts.models import User
+
+    # reassigned: the agent corrected the email, so the old link names that
+    envelope_id, public_id, link = sent()
+    with app.app_context():
+        agent = db.session.execute(
+            select(User).where(User.email == "agent@demo.example")
+        ).scalar_one()
+        recipient = db.session.get(Envelope, envelope_id).recipients[0]
+        new_link = envelopes.correct_email(recipient, "zoe.new@example.com", by=agent)
+    page = app.test_client().get(_path(link))
+    assert page.status_code == 410
+    assert "sent to a corrected email address" in page.get_data(as_text=True)
+
+    # completed: once signed, the live link shows that the document is complete
+    client = app.test_client()
+    client.get(_path(new_link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client.post(
+        f"/sign/{public_id}/sign",
+        data={"csrf_token": token, "adoption": "typed", "typed_name": "Zoë", "agree": "yes"},
+    )
+    later = app.test_client().get(_path(new_link))
+    assert later.status_code == 410 and "This document is complete" in later.get_data(as_text=True)
+
+    # declined: another envelope, declined by its customer
+    _, other_id, other_link = sent()
+    declining = app.test_client()
+    declining.get(_path(other_link))
+    token = _csrf(declining, f"/sign/{other_id}")
+    declining.post(f"/sign/{other_id}/consent", data={"csrf_token": token, "decision": "decline"})
+    again = app.test_client().get(_path(other_link))
+    assert again.status_code == 410 and "This document was declined" in again.get_data(as_text=True)
