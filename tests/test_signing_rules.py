@@ -245,3 +245,19 @@ def test_reminders_follow_the_template_settings(app, sent, runner_for, monkeypat
     assert "This link has been replaced" in app.test_client().get(_path(first_link)).get_data(
         as_text=True
     )
+
+
+def test_whoever_still_has_to_act_is_warned_once_before_expiry(app, sent, runner_for, monkeypatch):  # noqa: F811
+    envelope_id, _public_id, _link = sent(locale="es")
+    real = clock.utcnow
+    monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(days=27))
+    assert "0 expiry warnings sent" in runner_for(app).invoke(args=["portal", "tick"]).output
+    monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(days=28, hours=1))
+    assert "1 expiry warnings sent" in runner_for(app).invoke(args=["portal", "tick"]).output
+    assert "0 expiry warnings sent" in runner_for(app).invoke(args=["portal", "tick"]).output
+    with app.app_context():
+        messages = db.session.execute(select(Message).where(Message.kind == "reminder")).scalars()
+        warnings = [m for m in messages if m.subject.startswith("Caduca pronto")]
+        assert len(warnings) == 1 and "caduca el" in warnings[0].text_body
+        assert db.session.get(Envelope, envelope_id).expiry_warned_at is not None
+    assert len(audit_events(app, "envelope.expiry_warning_sent")) == 1

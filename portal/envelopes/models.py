@@ -74,6 +74,7 @@ class Envelope(Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expiry_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seal_status: Mapped[str | None] = mapped_column(String(20), index=True)  # pending|sealed|failed
     seal_error: Mapped[str | None] = mapped_column(Text)
 

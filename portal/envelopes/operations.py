@@ -228,7 +228,9 @@ def active_now(envelope: Envelope) -> list[Recipient]:
     return [r for r in acting if r.order == first]
 
 
-def invite(recipient: Recipient, by: User | str, reminder: bool = False) -> str:
+def invite(
+    recipient: Recipient, by: User | str, reminder: bool = False, expiring: bool = False
+) -> str:
     """Give the recipient a fresh link and email it; returns the link (shown to the agent).
 
     A reminder is the same email with a reminder's words (and, like every email, a new link).
@@ -253,6 +255,7 @@ def invite(recipient: Recipient, by: User | str, reminder: bool = False) -> str:
         link=link,
         expires_at=envelope.expires_at,
         reminder=reminder,
+        expiring=expiring,
     )
     mail.queue(
         recipient.email,
@@ -266,12 +269,42 @@ def invite(recipient: Recipient, by: User | str, reminder: bool = False) -> str:
         recipient_id=recipient.id,
     )
     audit.record(
-        "envelope.reminder_sent" if reminder else "envelope.link_sent",
+        "envelope.expiry_warning_sent"
+        if expiring
+        else "envelope.reminder_sent"
+        if reminder
+        else "envelope.link_sent",
         actor=by,
         subject=envelope,
         data={"recipient": recipient.id, "email": mail.mask_address(recipient.email)},
     )
     return link
+
+
+EXPIRY_WARNING = timedelta(days=2)
+
+
+@jobs.periodic(every=900)
+def warn_before_expiry() -> str:
+    """Two days before an envelope expires, tell whoever still has to act (once)."""
+    now = clock.utcnow()
+    soon = db.session.execute(
+        select(Envelope).where(
+            Envelope.status == "sent",
+            Envelope.expiry_warned_at.is_(None),
+            Envelope.expires_at <= now + EXPIRY_WARNING,
+            Envelope.expires_at > now,
+        )
+    ).scalars()
+    warned = 0
+    for envelope in soon:
+        for recipient in active_now(envelope):
+            if recipient.locked_at is None:
+                invite(recipient, "system", reminder=True, expiring=True)
+                warned += 1
+        envelope.expiry_warned_at = now
+    db.session.commit()
+    return f"{warned} expiry warnings sent"
 
 
 @jobs.periodic(every=900)
