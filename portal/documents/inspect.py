@@ -20,7 +20,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,18 @@ class PageBox:
     x1: float
     y1: float
     rotation: int
+
+    @classmethod
+    def from_record(cls, page: Mapping[str, Any]) -> PageBox:
+        """A page box from the dict a version or envelope keeps for each page."""
+        return cls(
+            number=int(page["number"]),
+            x0=float(page["x0"]),
+            y0=float(page["y0"]),
+            x1=float(page["x1"]),
+            y1=float(page["y1"]),
+            rotation=int(page["rotation"]),
+        )
 
     @property
     def width(self) -> float:

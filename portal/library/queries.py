@@ -26,14 +26,7 @@ def page_box(version: TemplateVersion, number: int) -> PageBox:
     page = version.page(number)
     if page is None:
         raise LibraryError(f"This document has no page {number}.")
-    return PageBox(
-        number=number,
-        x0=float(page["x0"]),
-        y0=float(page["y0"]),
-        x1=float(page["x1"]),
-        y1=float(page["y1"]),
-        rotation=int(page["rotation"]),
-    )
+    return PageBox.from_record(page)
 
 
 def display_rect(field: Field) -> Rect:

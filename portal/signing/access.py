@@ -138,13 +138,13 @@ def check_code(recipient: Recipient, code: str) -> str | None:
         recipient.locked_at = clock.utcnow()
         audit.record("recipient.locked", actor="system", subject=recipient.envelope,
                      data={"recipient": recipient.id})  # fmt: skip
-        _tell_sender(recipient, "recipient_locked")
+        tell_sender(recipient, "recipient_locked")
         reason = "locked"
     db.session.commit()
     return reason
 
 
-def _tell_sender(recipient: Recipient, template: str, **context: str) -> None:
+def tell_sender(recipient: Recipient, template: str, **context: str) -> None:
     sender = recipient.envelope.created_by
     subject, text, html = mail.render(
         template, "en", sender_name=sender.name, recipient_name=recipient.name,

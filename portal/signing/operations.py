@@ -96,7 +96,7 @@ def decline(recipient_id: int, reason: str) -> None:
     envelope.status = "declined"
     envelope.finished_at = recipient.finished_at
     audit.record("recipient.declined", actor=recipient, subject=envelope, data={"reason": text})
-    access._tell_sender(recipient, "envelope_declined", reason=text)
+    access.tell_sender(recipient, "envelope_declined", reason=text)
     db.session.commit()
 
 

@@ -17,12 +17,11 @@ from flask import (
     url_for,
 )
 from flask_babel import force_locale, gettext
-from sqlalchemy import select
 
 from portal import storage
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
-from portal.envelopes.models import Envelope, FieldValue, Recipient
+from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, limiter
 from portal.signing import access, disclosure, operations, values
 
@@ -77,17 +76,10 @@ def _signer(public_id: str) -> Recipient:
     return recipient
 
 
-def _box(page: dict[str, Any]) -> PageBox:
-    return PageBox(
-        number=int(page["number"]), x0=float(page["x0"]), y0=float(page["y0"]),
-        x1=float(page["x1"]), y1=float(page["y1"]), rotation=int(page["rotation"]),
-    )  # fmt: skip
-
-
 def _context(recipient: Recipient) -> dict[str, Any]:
     envelope = recipient.envelope
     fields = values.my_fields(envelope, recipient)
-    boxes = {int(p["number"]): _box(p) for p in envelope.pages or []}
+    boxes = {int(p["number"]): PageBox.from_record(p) for p in envelope.pages or []}
     pages = [
         {"number": n, "width": round(b.display_width, 2), "height": round(b.display_height, 2),
          "ready": bool((envelope.pages[n - 1] or {}).get("image_blob_id"))}
@@ -255,12 +247,3 @@ def original(public_id: str) -> Response:
     response = Response(storage.get(envelope.document_blob_id), mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'inline; filename="{envelope.public_id}.pdf"'
     return response
-
-
-def my_values(recipient: Recipient) -> list[FieldValue]:
-    """What the recipient entered (for the confirmation page)."""
-    return list(
-        db.session.execute(
-            select(FieldValue).where(FieldValue.recipient_id == recipient.id)
-        ).scalars()
-    )
