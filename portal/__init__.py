@@ -11,25 +11,29 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import load_config
-from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+from portal.extensions import (
+    babel,
+    csrf,
+    db,
+    htmx,
+    limiter,
+    login_manager,
+    migrate,
+    ping_when_idle,
+    sqlite_begin,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) and make SQLite behave.
+    # Let SQLAlchemy emit BEGIN itself (see extensions.sqlite_begin) and make SQLite behave.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    # Every transaction takes the write lock up front: writers queue instead of
-    # failing half-way, and the audit chain's read-then-append cannot interleave.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _locale() -> str | None:
@@ -58,6 +62,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         hops = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
+    # pool_pre_ping costs a round trip per request: ping_when_idle (below) tests only the
+    # connections that sat unused for a while.
+    engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    ping = bool(engine_options.pop("pool_pre_ping", False))
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), compare_type=True)
     login_manager.init_app(app)
@@ -67,14 +76,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     with app.app_context():
+        if ping:
+            ping_when_idle(db.engine)
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
-            event.listen(db.engine, "begin", _sqlite_begin)
+            event.listen(db.engine, "begin", sqlite_begin)
 
     from portal import audit, cli, health, jobs, mailbox, web
     from portal.accounts import init_app as init_accounts
+    from portal.documents import keystore
     from portal.envelopes.routes import bp as console_bp
     from portal.library.routes import bp as library_bp
+    from portal.signing.public_routes import bp as public_bp
     from portal.signing.routes import bp as signing_bp
 
     jobs.install()
@@ -83,10 +96,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(console_bp)
     app.register_blueprint(library_bp)
     app.register_blueprint(signing_bp)
+    app.register_blueprint(public_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(mailbox.bp)
     csrf.exempt(health.bp)
     cli.init_app(app)
+    keystore.startup_check(app)
 
     app.jinja_env.filters["event_label"] = audit.label
 

@@ -12,10 +12,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from werkzeug.serving import run_simple
 
-from portal import audit, jobs, mail, storage
+from portal import audit, clock, jobs, mail, storage
 from portal.accounts import admin
 from portal.accounts.models import Role, User
 from portal.config import ConfigError, decode_data_key
+from portal.documents import seal
+from portal.envelopes import verify
 from portal.extensions import db
 from portal.library import demo
 
@@ -103,6 +105,46 @@ def rotate_data_key(old_key: str) -> None:
     if left:
         click.echo(f"Blobs under other keys remain: {', '.join(left)}", err=True)
         sys.exit(1)
+
+
+@group.command("verify-pdf")
+@click.argument("path", type=click.Path(dir_okay=False))
+def verify_pdf(path: str) -> None:
+    """Check a PDF like the verify page: exit 0 when sealed here and unchanged, 1 otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(verify.MAX_UPLOAD + 1)
+    except OSError as exc:
+        click.echo(f"{path}: cannot be read ({exc.strerror}).", err=True)
+        sys.exit(1)
+    verdict = verify.verify_pdf(data)
+    db.session.rollback()
+    if not verdict.verified:
+        click.echo(f"{verdict.outcome.upper()}: {verdict.message}", err=True)
+        sys.exit(1)
+    assert verdict.completed_at is not None
+    click.echo(f"VERIFIED: {verdict.message}")
+    click.echo(f"  envelope   {verdict.envelope_id}")
+    click.echo(f"  completed  {verdict.completed_at:%Y-%m-%d %H:%M:%S} UTC")
+    for name, masked in verdict.signers:
+        click.echo(f"  signed by  {name} ({masked})")
+
+
+@group.command("make-seal-cert")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--password", envvar="SEAL_PKCS12_PASSWORD", prompt=True, hide_input=True,
+              confirmation_prompt=True, help="Password for the PKCS#12 file.")  # fmt: skip
+@click.option("--days", default=825, show_default=True, help="How long it is valid.")
+def make_seal_cert(path: str, password: str, days: int) -> None:
+    """Write a self-signed sealing certificate as PKCS#12 (for trials; use a CA's in production)."""
+    identity = seal.generate_self_signed(
+        str(current_app.config["ORG_NAME"]), now=clock.utcnow(), days=days
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(seal.to_pkcs12(identity, password.encode()))
+    click.echo(f"Wrote {path}: {identity.subject}, valid until {identity.not_after:%Y-%m-%d}.")
+    click.echo("Self-signed: PDF readers show the seal as intact but the identity as unknown.")
 
 
 def _ticker(app: Flask, every: int) -> None:

@@ -75,10 +75,39 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ORG_NAME", "Signing Portal", "Organisation name shown in pages and authenticator apps."
     ),
+    Setting(
+        "SEAL_PKCS12_PATH",
+        "",
+        "PKCS#12 (.p12/.pfx) file with the organisation's sealing certificate and key. Required "
+        "in production (checked at start); development generates a self-signed one.",
+    ),
+    Setting("SEAL_PKCS12_PASSWORD", "", "Password of the PKCS#12 file."),
+    Setting(
+        "SEAL_TSA_URL",
+        "",
+        "RFC 3161 time-stamp authority URL. Set: seals are PAdES B-T; empty: PAdES B-B.",
+    ),
+    Setting(
+        "SEAL_SWEEP_MINUTES",
+        "5",
+        "Completed envelopes still not sealed after this many minutes are sent to sealing again.",
+    ),
+    Setting(
+        "COPY_ATTACH_MAX_MB",
+        "5",
+        "Signed copies up to this size are attached to the completion email; larger ones are "
+        "sent as a download link.",
+    ),
+    Setting("COPY_LINK_DAYS", "7", "How long the download link in a completion email works."),
+    Setting(
+        "SIGNER_COPY_DAYS",
+        "30",
+        "How long signers can download their copy from the confirmation page after completion.",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATA_KEY", "DATABASE_URL")
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATA_KEY", "DATABASE_URL", "SEAL_PKCS12_PATH")
 
 
 def decode_data_key(value: str) -> bytes:
@@ -173,6 +202,13 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "LOCKOUT_THRESHOLD": int(str(values["LOCKOUT_THRESHOLD"])),
         "LOCKOUT_MINUTES": int(str(values["LOCKOUT_MINUTES"])),
         "ORG_NAME": values["ORG_NAME"],
+        "SEAL_PKCS12_PATH": str(values["SEAL_PKCS12_PATH"] or ""),
+        "SEAL_PKCS12_PASSWORD": str(values["SEAL_PKCS12_PASSWORD"] or ""),
+        "SEAL_TSA_URL": str(values["SEAL_TSA_URL"] or ""),
+        "SEAL_SWEEP_MINUTES": int(str(values["SEAL_SWEEP_MINUTES"])),
+        "COPY_ATTACH_MAX_MB": float(str(values["COPY_ATTACH_MAX_MB"])),
+        "COPY_LINK_DAYS": int(str(values["COPY_LINK_DAYS"])),
+        "SIGNER_COPY_DAYS": int(str(values["SIGNER_COPY_DAYS"])),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_COOKIE_NAME": "__Host-portal" if production else "portal_session",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
+from flask import g, has_app_context
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -12,8 +14,9 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import Engine, MetaData, event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -37,6 +40,143 @@ csrf = CSRFProtect()
 htmx = HTMX()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# Read-mostly requests (the signer's GET pages). On SQLite every transaction normally takes
+# the database-wide write lock up front (BEGIN IMMEDIATE): writers queue instead of failing
+# half-way, and read-then-write work (the audit chain's append, a state change checked first)
+# cannot interleave. A request that calls ``reads_first()`` begins deferred transactions
+# instead, so that its readers run side by side; on PostgreSQL it reads in autocommit mode,
+# where each statement sees committed data as it would in a READ COMMITTED transaction, without
+# the BEGIN and ROLLBACK round trips. Before such a request changes anything it calls
+# ``write_lock()``: the read-only transaction, which has written nothing, ends (every loaded
+# object expires) and the rest of the request uses ordinary writing transactions, so what it
+# reads again and then changes is read under the lock. Guards: a SELECT ... FOR UPDATE in a
+# read-only transaction calls ``write_lock()`` itself when nothing is pending, and PostgreSQL
+# refuses a change made in autocommit mode (it would not be atomic).
+_DEFERRED = "portal_sqlite_deferred"  # on the connection: this transaction began deferred
+_CHANGES = "portal_sqlite_changes"  # on the connection: total_changes when it began
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+_guarded = False
+
+
+PING_AFTER_IDLE = 10.0  # seconds a pooled connection may sit unused before it is tested
+_RETURNED = "portal_returned_at"  # on the pool entry: when the connection was last handed back
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use only when it sat unused for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` tests every checkout: a database round trip per request.
+    A connection handed back moments ago is alive; one that sat idle (a database restart, an
+    idle timeout) is tested, and replaced if it is dead.
+    """
+    dialect = engine.dialect
+
+    def seen(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    def test(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever the driver raises for a dead connection
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("the connection did not answer")
+
+    event.listen(engine, "connect", seen)  # a new connection is alive
+    event.listen(engine, "checkin", seen)
+    event.listen(engine, "checkout", test)  # DisconnectionError: the pool connects afresh
+
+
+def reads_first() -> None:
+    """Let this request read without locking (see the note above) until ``write_lock()``."""
+    g.portal_reads_first = True
+    _install_guards()
+    session = db.session()
+    if not session.in_transaction() and session.get_bind().dialect.name != "sqlite":
+        session.connection(execution_options=_AUTOCOMMIT)
+
+
+def _changes(conn: Any) -> int:
+    """Rows the SQLite connection has changed since it opened."""
+    return int(conn.connection.dbapi_connection.total_changes)
+
+
+def sqlite_begin(conn: Any) -> None:
+    """Begin a SQLite transaction (SQLAlchemy's ``begin`` event; see the note above)."""
+    deferred = has_app_context() and bool(g.get("portal_reads_first"))
+    conn.info[_DEFERRED] = deferred
+    if deferred:
+        conn.info[_CHANGES] = _changes(conn)
+        # Straight to the driver: a deferred BEGIN takes no lock and cannot wait or fail.
+        conn.connection.driver_connection.execute("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _read_only(session: Session) -> str | None:
+    """'deferred' (SQLite) or 'autocommit' (PostgreSQL) in a ``reads_first`` transaction."""
+    if not session.in_transaction():
+        return None
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        return "deferred" if conn.info.get(_DEFERRED) else None
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    return "autocommit" if autocommit else None
+
+
+def write_lock(session: Session | None = None) -> bool:
+    """Make the current transaction one that may write; call it before reading what you change.
+
+    In a ``reads_first`` request the read-only transaction, which must have written nothing,
+    is ended, which expires every loaded object, and the rest of the request uses writing
+    transactions (BEGIN IMMEDIATE on SQLite). Returns True when it did so: the caller's objects
+    are read again, under the lock, when next used, so it must check again whatever it decided
+    from them. Elsewhere it does nothing (PostgreSQL code locks the rows it changes with
+    FOR UPDATE; SQLite's writers hold the write lock from the start).
+    """
+    if has_app_context():
+        g.portal_reads_first = False
+    session = session or db.session()
+    mode = _read_only(session)
+    if mode is None:
+        return False
+    conn = session.connection()
+    wrote = mode == "deferred" and _changes(conn) != conn.info.get(_CHANGES)
+    if wrote or session.new or session.dirty or session.deleted:
+        raise RuntimeError("write_lock() must be called before the first change of a transaction")
+    session.rollback()
+    return True
+
+
+def _guard_execute(state: ORMExecuteState) -> None:
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is None:
+        return  # a plain read
+    mode = _read_only(state.session)
+    if mode is None:
+        return
+    session = state.session
+    if state.is_select and not (session.new or session.dirty or session.deleted):
+        write_lock(session)  # FOR UPDATE: whoever reads this way is about to change it
+    elif mode == "autocommit":
+        raise RuntimeError("a read-only request changes data: call write_lock() first")
+
+
+def _guard_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if _read_only(session) == "autocommit":
+        raise RuntimeError("a read-only request changes data: call write_lock() first")
+
+
+def _install_guards() -> None:
+    global _guarded
+    if not _guarded:
+        event.listen(Session, "do_orm_execute", _guard_execute)
+        event.listen(Session, "before_flush", _guard_flush)
+        _guarded = True
+
 
 if TYPE_CHECKING:
     Model = Base

@@ -40,7 +40,7 @@ from jinja2 import Template
 from sqlalchemy import DateTime, Index, Integer, Select, String, Text, and_, func, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import audit, clock, jobs
+from portal import audit, clock, jobs, storage
 from portal.extensions import Model, db
 
 KINDS = ("signing_request", "reminder", "completed", "otp", "notice", "test")  # add new kinds here
@@ -89,6 +89,9 @@ class Message(Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Chosen when queued and kept for every try, so a receiver can spot a repeat.
     smtp_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # An attached file (the sealed copy), kept as an encrypted blob.
+    attachment_blob_id: Mapped[str | None] = mapped_column(String(32))
+    attachment_name: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def audit_ref(self) -> tuple[str, str, str]:
@@ -110,8 +113,9 @@ def _sender_domain() -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
-def build_email(message: Message) -> EmailMessage:
-    """The MIME message for a row: text part, HTML alternative and the portal's headers."""
+def build_email(message: Message, *, attachment: bool = True) -> EmailMessage:
+    """The MIME message for a row: text part, HTML alternative and the portal's headers
+    (and the attached file, unless ``attachment`` is false)."""
     email = EmailMessage()
     email["Subject"] = message.subject
     email["From"] = str(current_app.config["MAIL_FROM"])
@@ -122,6 +126,13 @@ def build_email(message: Message) -> EmailMessage:
     email.set_content(message.text_body)
     if message.html_body:
         email.add_alternative(message.html_body, subtype="html")
+    if message.attachment_blob_id and attachment:
+        email.add_attachment(
+            storage.get(message.attachment_blob_id),
+            maintype="application",
+            subtype="pdf",
+            filename=message.attachment_name or "document.pdf",
+        )
     return email
 
 
@@ -136,10 +147,12 @@ def queue(
     locale: str = "en",
     envelope_id: int | None = None,
     recipient_id: int | None = None,
+    attachment: tuple[str, str] | None = None,
 ) -> Message:
     """Add a message to the outbox and ask for its delivery, in the caller's transaction.
 
-    Raises ``ValueError`` for an address or header that could never be sent.
+    ``attachment`` is ``(blob id, file name)`` of a PDF to attach. Raises ``ValueError`` for an
+    address or header that could never be sent.
     """
     address = to_address.strip()
     if not _ADDRESS.fullmatch(address):
@@ -160,11 +173,16 @@ def queue(
         status=Status.QUEUED.value,
         attempts=0,
         smtp_message_id=make_msgid(domain=_sender_domain()),
+        attachment_blob_id=attachment[0] if attachment else None,
+        attachment_name=_one_line(attachment[1])[:200] if attachment else None,
     )
-    build_email(message)  # refuse now what the job could never send
+    build_email(message, attachment=False)  # refuse now what the job could never send
+    if not current_app.config.get("MAIL_SERVER"):
+        message.last_error = NO_SERVER  # held in the outbox (see /dev/mailbox); nothing to ask
     db.session.add(message)
     db.session.flush()
-    jobs.enqueue(deliver, message.id)
+    if message.last_error is None:
+        jobs.enqueue(deliver, message.id)
     return message
 
 

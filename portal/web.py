@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from flask import Flask, Response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    has_request_context,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_translations
 from flask_wtf.csrf import CSRFError
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from portal.extensions import htmx
@@ -58,17 +72,105 @@ def page(template: str, fragment: str | None = None, **context: Any) -> str:
     return render_template(template, **context)
 
 
+def _template_gettext(
+    lookup: Callable[[str], str], markup: dict[str, Markup]
+) -> Callable[..., str]:
+    """Jinja's new-style ``gettext`` (autoescape, %-formatting) over one catalogue's lookup."""
+
+    @pass_eval_context
+    def gettext(__eval_ctx: EvalContext, __string: str, **variables: Any) -> str:
+        text: str
+        if __eval_ctx.autoescape:
+            made = markup.get(__string)
+            if made is None:  # catalogue text is trusted; variables are escaped below
+                made = markup[__string] = Markup(lookup(__string))  # noqa: S704
+            text = made
+        else:
+            text = lookup(__string)
+        if not variables and "%" not in text:
+            return text  # what the formatting below would give
+        return text % variables  # always a format string, as Jinja does
+
+    return gettext
+
+
+def _template_ngettext(lookup: Callable[[str, str, int], str]) -> Callable[..., str]:
+    """Jinja's new-style ``ngettext`` over one catalogue's lookup."""
+
+    @pass_eval_context
+    def ngettext(
+        __eval_ctx: EvalContext, __singular: str, __plural: str, __num: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", __num)
+        text = lookup(__singular, __plural, __num)
+        if __eval_ctx.autoescape:
+            text = Markup(text)  # noqa: S704 - as in gettext above
+        return text % variables
+
+    return ngettext
+
+
+# Each catalogue's messages as Markup, made once (a catalogue does not change while it lives).
+_MARKUP: WeakKeyDictionary[Any, dict[str, Markup]] = WeakKeyDictionary()
+
+
+def _translations() -> dict[str, Any]:
+    """Bind the templates' ``_``, ``gettext`` and ``ngettext`` to the catalogue of this render.
+
+    Flask-Babel's template functions look the locale and catalogue up again for every string
+    (a page has dozens), and Jinja's ``_`` takes the whole template context, which it copies
+    for every call made inside a loop or after a ``set``. These take only the evaluation
+    context (for autoescaping), and context processors run inside ``render_template``, so
+    inside any ``force_locale`` around it: the catalogue found here is the one those would use.
+    """
+    translations = get_translations()
+    markup = _MARKUP.get(translations)
+    if markup is None:
+        markup = _MARKUP[translations] = {}
+    gettext = _template_gettext(translations.ugettext, markup)
+    ngettext = _template_ngettext(translations.ungettext)
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
+def static_url(filename: str) -> str:
+    """``url_for("static", filename=...)``, remembered: a static file's URL does not change."""
+    if not has_request_context():
+        return url_for("static", filename=filename)
+    urls: dict[tuple[str, str], str] = current_app.extensions.setdefault("portal_static_urls", {})
+    key = (request.script_root, filename)
+    url = urls.get(key)
+    if url is None:
+        url = urls[key] = url_for("static", filename=filename)
+    return url
+
+
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+
+
+_SECURITY_HEADERS_LOWER = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS)
+
+
 def _security_headers(response: Response) -> Response:
+    # Every response passes here: one pass over the headers, not one per header we set.
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    response.vary.add("HX-Request")
-    if request.endpoint != "static":
-        headers.setdefault("Cache-Control", "no-store")
+    present = {name.lower() for name, _value in headers.items()}
+    for lower, name, value in _SECURITY_HEADERS_LOWER:
+        if lower not in present:
+            headers.add(name, value)
+    vary = headers.get("Vary")
+    if not vary:
+        headers.add("Vary", "HX-Request")
+    elif "hx-request" not in vary.lower():
+        response.vary.add("HX-Request")
+    if request.endpoint != "static" and "cache-control" not in present:
+        headers.add("Cache-Control", "no-store")
     return response
 
 
@@ -110,6 +212,8 @@ def _server_error(exc: InternalServerError) -> tuple[str, int]:
 
 def install(app: Flask) -> None:
     """Register headers and error pages on the app."""
+    app.context_processor(_translations)
+    app.jinja_env.globals["static_url"] = static_url
     app.after_request(_security_headers)
     if app.config.get("PRODUCTION"):
         app.after_request(_hsts)

@@ -204,9 +204,11 @@ def overlays_line_up(page: Page, selector: str, name_attribute: str) -> None:
 # ---------------------------------------------------------------- fixtures (a pytest plugin)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole run (Debian's, never a downloaded one)."""
+    """One headless Chromium per test module (Debian's, never a downloaded one). Not one per
+    run: Playwright's sync API keeps an asyncio loop running while it is open, and the
+    modules after the browser tests (pyHanko validation) run loops of their own."""
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

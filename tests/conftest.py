@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pyotp
@@ -321,3 +322,15 @@ def runner_for():
                     db.session.rollback()
 
     return Runner
+
+
+def write_p12(
+    path: Path, *, days: int = 365, password: str = "seal-pass", now: datetime | None = None
+) -> Path:
+    """A self-signed sealing certificate as a PKCS#12 file, valid ``days`` from ``now``."""
+    from portal.clock import utcnow
+    from portal.documents import seal
+
+    identity = seal.generate_self_signed("Test Org", now=now or utcnow(), days=days)
+    path.write_bytes(seal.to_pkcs12(identity, password.encode()))
+    return path

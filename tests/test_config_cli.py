@@ -21,13 +21,14 @@ def test_development_generates_missing_secrets_once(tmp_path):
     assert first["JOBS_INLINE"] is True
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATA_KEY", "DATABASE_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATA_KEY", "DATABASE_URL", "SEAL_PKCS12_PATH"])
 def test_production_refuses_to_start_and_names_what_is_missing(tmp_path, missing):
     env = {
         "PORTAL_ENV": "production",
         "SECRET_KEY": "s" * 40,
         "DATA_KEY": "ab" * 32,
         "DATABASE_URL": "postgresql://portal@db/portal",
+        "SEAL_PKCS12_PATH": "/etc/portal/seal.p12",
     }
     del env[missing]
     with pytest.raises(ConfigError, match=missing):

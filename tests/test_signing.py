@@ -106,12 +106,12 @@ def test_customer_opens_consents_signs_and_the_envelope_completes(app, sent):
     assert "Thank you, you have signed" in client.get(f"/sign/{public_id}").get_data(as_text=True)
     with app.app_context():
         envelope = db.session.get(Envelope, envelope_id)
-        assert envelope.status == "completed" and envelope.seal_status == "pending"
+        assert envelope.status == "completed" and envelope.seal_status == "sealed"
         stored = {v.field_key: v.value for v in db.session.execute(select(FieldValue)).scalars()}
         assert stored["customer_signature"] == "Zoë Łukasiewicz"
         assert stored["full_name"] == "Zoë Łukasiewicz" and stored["date_signed"]
         kinds = [m.kind for m in db.session.execute(select(Message).order_by(Message.id)).scalars()]
-        assert kinds == ["signing_request", "completed", "completed"]
+        assert kinds == ["signing_request", "completed", "notice"], "copy, then the agent"
         to = [
             m.to_address for m in db.session.execute(select(Message).order_by(Message.id)).scalars()
         ]
@@ -123,7 +123,7 @@ def test_customer_opens_consents_signs_and_the_envelope_completes(app, sent):
         "recipient.field_completed",
         "recipient.signed",
         "envelope.completed",
-        "envelope.seal_pending",
+        "envelope.sealed",
     ):
         assert name in events, name
     signed = audit_events(app, "recipient.signed")[0]
@@ -477,8 +477,15 @@ def test_reassigned_completed_and_declined_links_explain_themselves(app, sent):
         f"/sign/{public_id}/sign",
         data={"csrf_token": token, "adoption": "typed", "typed_name": "Zoë", "agree": "yes"},
     )
-    later = app.test_client().get(_path(new_link))
-    assert later.status_code == 410 and "This document is complete" in later.get_data(as_text=True)
+    later = app.test_client()
+    opened = later.get(_path(new_link))  # for SIGNER_COPY_DAYS it leads to the signed copy
+    assert opened.status_code == 302
+    assert "Download your signed copy" in later.get(opened.headers["Location"]).get_data(
+        as_text=True
+    )
+    app.config["SIGNER_COPY_DAYS"] = 0
+    gone = app.test_client().get(_path(new_link))
+    assert gone.status_code == 410 and "This document is complete" in gone.get_data(as_text=True)
 
     # declined: another envelope, declined by its customer
     _, other_id, other_link = sent()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import audit_events
+from tests.conftest import audit_events, write_p12
 
 PUBLIC = {
     "static",
@@ -16,6 +16,8 @@ PUBLIC = {
     "auth.enrol",
     "auth.logout",
     "console.index",
+    "public.verify",  # anyone may check a document
+    "public.copy",  # the signed token in the link is the credential
 }
 
 
@@ -126,7 +128,9 @@ def test_session_cookie_is_httponly_and_samesite(portal, make_staff):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_production_cookies_are_secure_and_host_prefixed(make_app, monkeypatch):
+def test_production_cookies_are_secure_and_host_prefixed(make_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("SEAL_PKCS12_PATH", str(write_p12(tmp_path / "seal.p12")))
+    monkeypatch.setenv("SEAL_PKCS12_PASSWORD", "seal-pass")
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
     monkeypatch.setenv("DATA_KEY", "ab" * 32)

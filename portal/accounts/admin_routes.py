@@ -1,4 +1,4 @@
-"""Admin pages: list, create and change staff accounts and teams (htmx, works without JS)."""
+"""Admin pages: staff accounts and teams (htmx, works without JS), and the sealing certificate."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from portal.accounts import admin, sessions, signin
 from portal.accounts.access import check_roles
 from portal.accounts.forms import RoleTeamForm, TeamForm, UserForm
 from portal.accounts.models import Role, Team, User
+from portal.documents import keystore
+from portal.documents.seal import SealingError
 from portal.extensions import db
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -190,3 +192,16 @@ def new_team() -> Any:
     for error in form.name.errors:
         flash(str(error), "error")
     return redirect(url_for("admin.users"))
+
+
+@bp.route("/sealing")
+def sealing() -> str:
+    """The sealing certificate: subject, expiry, self-signed or from a CA, and warnings."""
+    try:
+        status = keystore.status()
+        problem = None
+    except SealingError as exc:
+        db.session.rollback()
+        status, problem = None, str(exc)
+    return render_template("accounts/admin/sealing.html", status=status, problem=problem,
+                           configured=bool(keystore.configured_path()))  # fmt: skip

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from portal import audit, clock, jobs
 from portal.accounts.models import StaffSession, User
-from portal.extensions import db
+from portal.extensions import db, write_lock
 
 TOUCH_EVERY = timedelta(seconds=60)
 
@@ -70,17 +70,33 @@ def resume(raw_sid: str | None, user_id: int) -> tuple[User | None, str | None]:
     user = staff_session.user
     reason = expiry_reason(staff_session)
     if reason is not None:
-        _end(staff_session, f"{reason}_timeout")
-        audit.record("auth.session.timed_out", actor=user, subject=user, data={"timeout": reason})
-        db.session.commit()
-        return None, f"{reason}_timeout"
+        return _time_out(staff_session.id, reason)
     if not user.active:
         return None, "inactive"
     now = clock.utcnow()
-    if now - clock.as_utc(staff_session.last_seen_at) >= TOUCH_EVERY:
+    if now - clock.as_utc(staff_session.last_seen_at) >= TOUCH_EVERY:  # at most once a minute
+        write_lock()
         staff_session.last_seen_at = now
         db.session.commit()
     return user, None
+
+
+def _time_out(session_id: str, reason: str) -> tuple[None, str]:
+    """End a session that ran out, once (another request may have ended it a moment ago)."""
+    write_lock()
+    staff_session = db.session.execute(
+        select(StaffSession)
+        .where(StaffSession.id == session_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if staff_session.ended_at is not None:
+        return None, staff_session.end_reason or "ended"
+    user = staff_session.user
+    _end(staff_session, f"{reason}_timeout")
+    audit.record("auth.session.timed_out", actor=user, subject=user, data={"timeout": reason})
+    db.session.commit()
+    return None, f"{reason}_timeout"
 
 
 def end(raw_sid: str | None, reason: str) -> StaffSession | None:

@@ -77,6 +77,15 @@ class Envelope(Model):
     expiry_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seal_status: Mapped[str | None] = mapped_column(String(20), index=True)  # pending|sealed|failed
     seal_error: Mapped[str | None] = mapped_column(Text)
+    # Sealing: asked for (and re-asked by the sweeper), tries, and the result.
+    seal_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sealed_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blob.id"))
+    sealed_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    sealed_size: Mapped[int | None] = mapped_column(Integer)
+    sealed_path: Mapped[str | None] = mapped_column(String(500))  # filed in the template's folder
+    seal_cert_sha256: Mapped[str | None] = mapped_column(String(64))
 
     version: Mapped[TemplateVersion] = relationship()
     team: Mapped[Team | None] = relationship()

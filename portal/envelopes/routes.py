@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from portal import web
 from portal.accounts.access import can_see_team, roles_required, sees_all_teams, team_scope
 from portal.envelopes import operations as ops
+from portal.envelopes import sealing
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
 from portal.library import operations as library
@@ -235,3 +236,50 @@ def void(public_id: str) -> Response:
     else:
         flash("Envelope voided. Its links no longer work.", "success")
     return redirect(url_for("console.envelope", public_id=public_id))
+
+
+@bp.route("/envelopes/<public_id>/seal/retry", methods=["POST"])
+@roles_required()
+def retry_seal(public_id: str) -> Response:
+    """Ask for sealing again (after a failure, or when it seems stuck)."""
+    envelope = _envelope_or_404(public_id)
+    try:
+        sealing.retry(envelope, current_user)
+    except sealing.SealingProblem as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash("Sealing asked for again.", "success")
+    return redirect(url_for("console.envelope", public_id=public_id))
+
+
+def _pdf(content: bytes, filename: str) -> Response:
+    response = Response(content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.route("/envelopes/<public_id>/sealed.pdf")
+@roles_required()
+def sealed_document(public_id: str) -> Any:
+    """The sealed PDF (stamped pages, certificate of completion, digital seal)."""
+    envelope = _envelope_or_404(public_id)
+    if envelope.seal_status != "sealed":
+        flash("The document is not sealed yet.", "error")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    content = sealing.record_download(
+        envelope, "envelope.document_downloaded", current_user, "document"
+    )
+    return _pdf(content, sealing.download_name(envelope))
+
+
+@bp.route("/envelopes/<public_id>/audit-report.pdf")
+@roles_required()
+def audit_report(public_id: str) -> Any:
+    """The certificate of completion alone, naming the sealed file's SHA-256 (interim before)."""
+    envelope = _envelope_or_404(public_id)
+    content = sealing.record_download(
+        envelope, "envelope.report_downloaded", current_user, "report"
+    )
+    suffix = "audit-report" if envelope.status == "completed" else "interim-report"
+    return _pdf(content, sealing.download_name(envelope, suffix))

@@ -4,9 +4,11 @@ changes a row."""
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import func, inspect, select
 
 from portal import clock
 from portal.accounts.access import team_scope
@@ -19,6 +21,13 @@ from portal.library.errors import LibraryError
 from portal.library.models import Field, Template, TemplateVersion, VersionStatus
 
 REVIEW_EVERY = timedelta(days=365)
+# A version's fields are fixed once it is submitted; these are the statuses of versions that
+# were (or still are) approved: the only ones an envelope can have been sent from.
+FIXED = frozenset(
+    {VersionStatus.APPROVED.value, VersionStatus.SUPERSEDED.value, VersionStatus.RETIRED.value}
+)
+FIXED_FIELDS_KEY = "portal_fixed_fields"
+FIXED_FIELDS_MAX = 500
 
 
 def page_box(version: TemplateVersion, number: int) -> PageBox:
@@ -109,3 +118,36 @@ def previous_version(version: TemplateVersion) -> TemplateVersion | None:
 def count_templates() -> int:
     """How many templates exist (for the console)."""
     return int(db.session.execute(select(func.count(Template.id))).scalar_one())
+
+
+def _detached_copy(field: Field) -> Field:
+    """The same field as an object of no session (its JSON values copied too)."""
+    return Field(
+        **{
+            attr.key: copy.deepcopy(getattr(field, attr.key))
+            for attr in inspect(Field).column_attrs
+        }
+    )
+
+
+def sent_fields(version_id: int) -> tuple[Field, ...]:
+    """The fields of a version envelopes were sent from, in the template's order.
+
+    An approved version never changes again (it can only be superseded or retired), so its
+    fields are read once per process and application and kept as copies that belong to no
+    database session: read them, never change them or add them to a session. Other versions
+    are read every time.
+    """
+    cache: dict[int, tuple[Field, ...]] = current_app.extensions.setdefault(FIXED_FIELDS_KEY, {})
+    fields = cache.get(version_id)
+    if fields is not None:
+        return fields
+    version = db.session.get(TemplateVersion, version_id)
+    if version is None:
+        raise LibraryError("This template version does not exist.")
+    fields = tuple(_detached_copy(f) for f in version.fields)
+    if version.status in FIXED:
+        if len(cache) >= FIXED_FIELDS_MAX:
+            cache.clear()
+        cache[version_id] = fields
+    return fields

@@ -15,17 +15,25 @@ from portal.accounts import credentials
 from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Envelope, Recipient, RecipientStatus, RetiredLink
 from portal.envelopes.operations import token_digest
-from portal.extensions import db
+from portal.extensions import db, write_lock
 
 OTP_MINUTES = 10
 MAX_AUTH_ATTEMPTS = 5
 
 
+def _overdue(envelope: Envelope) -> bool:
+    expires_at = envelope.expires_at
+    return (
+        envelope.status == "sent"
+        and expires_at is not None
+        and clock.as_utc(expires_at) <= clock.utcnow()
+    )
+
+
 def blocked_reason(recipient: Recipient) -> str | None:
     """Why this recipient cannot act now (a page explains each reason), or None."""
     envelope = recipient.envelope
-    expires_at = envelope.expires_at
-    if envelope.status == "sent" and expires_at and clock.as_utc(expires_at) <= clock.utcnow():
+    if _overdue(envelope):
         expire(envelope)
     if envelope.status != "sent":
         return envelope.status  # voided | declined | completed | expired
@@ -39,17 +47,40 @@ def blocked_reason(recipient: Recipient) -> str | None:
 
 
 def expire(envelope: Envelope) -> None:
-    """Expire an overdue envelope found while opening it (the sweeper does the same)."""
-    envelopes.expire(envelope)
+    """Expire an overdue envelope found while opening it (the sweeper does the same).
+
+    Checked again under a lock first: another request may have expired it a moment ago.
+    """
+    envelope_id = envelope.id
+    write_lock()
+    envelope = db.session.execute(
+        select(Envelope)
+        .where(Envelope.id == envelope_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if _overdue(envelope):
+        envelopes.expire(envelope)
     db.session.commit()
+
+
+def _by_token(digest: str, lock: bool = False) -> Recipient | None:
+    stmt = select(Recipient).where(Recipient.token_hash == digest)
+    if lock:
+        stmt = stmt.with_for_update()
+    return db.session.execute(stmt).scalar_one_or_none()
 
 
 def open_link(token: str) -> tuple[Recipient | None, str | None]:
     """The recipient of a live link, or (recipient or None, the reason it does nothing)."""
     digest = token_digest(token)
-    recipient = db.session.execute(
-        select(Recipient).where(Recipient.token_hash == digest)
-    ).scalar_one_or_none()
+    recipient = _by_token(digest)
+    if recipient is not None and recipient.viewed_at is None and not blocked_reason(recipient):
+        # The first open is recorded once: read everything again under the write lock
+        # (SQLite) or a row lock (PostgreSQL), since another tab may have been first.
+        write_lock()
+        db.session.expire_all()
+        recipient = _by_token(digest, lock=True)
     if recipient is None:
         retired = db.session.get(RetiredLink, digest)
         return None, retired.reason if retired else "unknown"

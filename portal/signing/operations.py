@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from flask import has_request_context, request
 from sqlalchemy import select
 
-from portal import audit, clock, jobs, mail, storage
+from portal import audit, clock, storage
+from portal.envelopes import disclosure, sealing
 from portal.envelopes.models import Envelope, FieldValue, Recipient, RecipientStatus
 from portal.envelopes.operations import active_now, invite
 from portal.extensions import db
-from portal.signing import access, disclosure
+from portal.signing import access
 from portal.signing.values import Checked
 
 
@@ -174,46 +175,11 @@ def _advance(envelope: Envelope) -> None:
         return
     envelope.status = "completed"
     envelope.finished_at = clock.utcnow()
-    envelope.seal_status = "pending"
     audit.record("envelope.completed", actor="system", subject=envelope,
                  data={"document_sha256": envelope.original_sha256})  # fmt: skip
     for recipient in envelope.recipients:
         if recipient.kind == "cc":
             recipient.status = RecipientStatus.COPIED.value
             recipient.finished_at = envelope.finished_at
-        _notify_completed(envelope, recipient.email, recipient.name, recipient.locale, recipient.id)
-    sender = envelope.created_by
-    _notify_completed(envelope, sender.email, sender.name, "en", None)
-    jobs.enqueue(request_seal, envelope.id)
-
-
-def _notify_completed(
-    envelope: Envelope, email: str, name: str, locale: str, recipient_id: int | None
-) -> None:
-    subject, text, html = mail.render(
-        "envelope_completed", locale, recipient_name=name,
-        title=envelope.title, sender_name=envelope.created_by.name,
-    )  # fmt: skip
-    mail.queue(
-        email, name, subject, text, html, kind="completed",
-        locale=locale, envelope_id=envelope.id, recipient_id=recipient_id,
-    )  # fmt: skip
-
-
-@jobs.job(queue="pdf")
-def request_seal(envelope_id: int) -> None:
-    """Sealing (stamped PDF, certificate, PAdES seal) is built next; for now the job records
-    that the completed envelope is waiting for it, exactly once."""
-    envelope = db.session.get(Envelope, envelope_id)
-    if envelope is None or envelope.seal_status != "pending":
-        return
-    already = db.session.execute(
-        select(audit.AuditEvent.seq).where(
-            audit.AuditEvent.event == "envelope.seal_pending",
-            audit.AuditEvent.subject_type == "envelope",
-            audit.AuditEvent.subject_id == str(envelope.id),
-        )
-    ).first()
-    if already is None:
-        audit.record("envelope.seal_pending", actor="system", subject=envelope)
-        db.session.commit()
+    # The signed copy goes to signers and cc recipients (and the agent hears) once sealed.
+    sealing.request(envelope)

@@ -3,8 +3,11 @@ and a token-free URL; every page re-checks that the session's link is still the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from babel import Locale
 from flask import (
     Blueprint,
     Response,
@@ -17,17 +20,31 @@ from flask import (
     url_for,
 )
 from flask_babel import force_locale, gettext
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import contains_eager, load_only
 
 from portal import storage
+from portal.accounts.models import User
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
+from portal.envelopes import disclosure, sealing
 from portal.envelopes.models import Envelope, Recipient
-from portal.extensions import db, limiter
-from portal.signing import access, disclosure, operations, values
+from portal.extensions import db, limiter, reads_first
+from portal.library import queries
+from portal.library.models import Field
+from portal.signing import access, operations, values
 
 bp = Blueprint("signing", __name__)
 
 SIGNER = "signer"
+
+
+@bp.before_request
+def _reads_first() -> None:
+    # The signer's pages mostly read: let them read side by side (SQLite); the few writes
+    # they make (first open, lazy expiry) take the write lock first (extensions.write_lock).
+    if request.method in ("GET", "HEAD"):
+        reads_first()
 
 
 @bp.after_request
@@ -37,13 +54,24 @@ def _private(response: Response) -> Response:
     return response
 
 
+@lru_cache(maxsize=32)
+def _babel_locale(code: str) -> Locale:
+    return Locale.parse(code)  # parsed once: parsing looks for the locale's data file each time
+
+
+# Pages that name the sender ("Alex sent you ..."), given as ``sender`` (else looked up).
+_NAME_THE_SENDER = frozenset({"signing/consent.html", "signing/code.html", "signing/document.html"})
+
+
 def _page(template: str, recipient: Recipient | None, status: int = 200, **context: Any) -> Any:
     locale = (
         recipient.locale
         if recipient
         else (request.accept_languages.best_match(["en", "es"]) or "en")
     )
-    with force_locale(locale):
+    if recipient is not None and template in _NAME_THE_SENDER and "sender" not in context:
+        context["sender"] = recipient.envelope.created_by.name
+    with force_locale(_babel_locale(locale)):
         return render_template(template, recipient=recipient, locale=locale, **context), status
 
 
@@ -58,71 +86,188 @@ def _stop(reason: str, recipient: Recipient | None = None) -> Any:
 def link(token: str) -> Any:
     """Exchange the emailed link for a session and a URL without the token."""
     recipient, reason = access.open_link(token)
-    if reason or recipient is None:
+    copy_waits = (
+        reason == "completed"
+        and recipient is not None
+        and recipient.finished
+        and sealing.signer_copy_available(recipient)
+    )
+    if (reason and not copy_waits) or recipient is None:
         return _stop(reason or "unknown", recipient)
     session[SIGNER] = {"rid": recipient.id, "th": recipient.token_hash}
     return redirect(url_for("signing.document", public_id=recipient.envelope.public_id))
 
 
-def _signer(public_id: str) -> Recipient:
-    """The recipient of this browser session, for this envelope only; else 404."""
+# One query for every signer page: the recipient, its envelope and the sender's name, with
+# the columns these pages read (any other one loads when first used). Built once: building
+# an ORM statement costs more than running this one.
+_SIGNER_QUERY = (
+    select(Recipient, User.name)
+    .join(Recipient.envelope)
+    .join(User, User.id == Envelope.created_by_id)
+    .where(Recipient.id == bindparam("rid"), Envelope.public_id == bindparam("public_id"))
+    .options(
+        load_only(
+            Recipient.id, Recipient.envelope_id, Recipient.role, Recipient.kind, Recipient.name,
+            Recipient.email, Recipient.locale, Recipient.auth_method, Recipient.status,
+            Recipient.token_hash, Recipient.consent_version, Recipient.authenticated_at,
+            Recipient.locked_at, Recipient.auth_attempts,
+        ),
+        contains_eager(Recipient.envelope).load_only(
+            Envelope.id, Envelope.public_id, Envelope.template_version_id,
+            Envelope.created_by_id, Envelope.title, Envelope.status, Envelope.merge_data,
+            Envelope.pages, Envelope.expires_at, Envelope.void_reason, Envelope.document_blob_id,
+        ),
+    )
+)  # fmt: skip
+
+
+def _signer_and_sender(public_id: str) -> tuple[Recipient, str]:
+    """The recipient of this browser session, for this envelope only, and who sent it; else 404."""
     held = session.get(SIGNER) or {}
-    recipient = db.session.get(Recipient, int(held.get("rid", 0) or 0))
-    if recipient is None or recipient.envelope.public_id != public_id:
+    row = db.session.execute(
+        _SIGNER_QUERY, {"rid": int(held.get("rid", 0) or 0), "public_id": public_id}
+    ).one_or_none()
+    if row is None:
         abort(404)
+    recipient, sender = row
     if recipient.token_hash != held.get("th") and not recipient.finished:
         session.pop(SIGNER, None)  # the link was replaced: this session dies with it
         abort(404)
-    return recipient
+    return recipient, sender
+
+
+def _signer(public_id: str) -> Recipient:
+    """The recipient of this browser session, for this envelope only; else 404."""
+    return _signer_and_sender(public_id)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A field's place on a page in display points, and where it leads (for guided filling)."""
+
+    key: str
+    type: str
+    label: str
+    required: bool
+    target: str  # the id of the element that fills the field
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @classmethod
+    def of(cls, item: Field, at: Rect) -> Marker:
+        if item.type in ("signature", "initials"):
+            target = "adopt-heading"
+        elif item.type == "date_signed":
+            target = "sign-heading"
+        else:
+            target = f"f-{item.key}"
+        return cls(item.key, item.type, item.label or item.key, bool(item.required), target,
+                   round(at.x, 2), round(at.y, 2), round(at.w, 2), round(at.h, 2))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of the document as the signer's page shows it, with the markers on it."""
+
+    number: int
+    width: float
+    height: float
+    ready: bool
+    markers: tuple[Marker, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The recipient's fields and where they sit on the pages: a function of fixed inputs."""
+
+    fields: tuple[Field, ...]  # values.my_fields: the role's fields, in the template's order
+    markers: tuple[Marker, ...]
+    on_page: dict[int, tuple[Marker, ...]]
+    sizes: dict[int, tuple[float, float]]  # display width and height of each page
+
+
+@lru_cache(maxsize=256)
+def _layout(fields: tuple[Field, ...], role: str, boxes: tuple[PageBox, ...]) -> Layout:
+    """Computed once per (version's fields, role, page boxes): none of them ever change."""
+    mine = tuple(f for f in fields if f.role == role)
+    by_number = {b.number: b for b in boxes}
+    on_page: dict[int, list[Marker]] = {n: [] for n in by_number}
+    markers = []
+    for f in mine:
+        if f.page in by_number:
+            marker = Marker.of(f, pdf_to_display(by_number[f.page], Rect(f.x, f.y, f.w, f.h)))
+            markers.append(marker)
+            on_page[f.page].append(marker)
+    return Layout(
+        fields=mine,
+        markers=tuple(markers),
+        on_page={n: tuple(found) for n, found in on_page.items()},
+        sizes={
+            n: (round(b.display_width, 2), round(b.display_height, 2)) for n, b in by_number.items()
+        },
+    )
 
 
 def _context(recipient: Recipient) -> dict[str, Any]:
     envelope = recipient.envelope
-    fields = values.my_fields(envelope, recipient)
-    boxes = {int(p["number"]): PageBox.from_record(p) for p in envelope.pages or []}
+    records = envelope.pages or []
+    boxes = {int(p["number"]): PageBox.from_record(p) for p in records}
+    # The fields come from the per-process copy of the (approved, so unchanging) version.
+    layout = _layout(
+        queries.sent_fields(envelope.template_version_id), recipient.role, tuple(boxes.values())
+    )
+    fields = layout.fields
     pages = [
-        {"number": n, "width": round(b.display_width, 2), "height": round(b.display_height, 2),
-         "ready": bool((envelope.pages[n - 1] or {}).get("image_blob_id"))}
-        for n, b in boxes.items()
+        Page(n, *layout.sizes[n], bool((records[n - 1] or {}).get("image_blob_id")),
+             layout.on_page[n])
+        for n in boxes
     ]  # fmt: skip
-    markers = [
-        {"field": f, "rect": pdf_to_display(boxes[f.page], Rect(f.x, f.y, f.w, f.h))}
-        for f in fields
-        if f.page in boxes
-    ]
     return {
         "page_list": pages,
-        "markers": markers,
+        "markers": layout.markers,
         "envelope": envelope,
         "fields": fields,
+        "inputs": [f for f in fields if f.type not in ("signature", "initials", "date_signed")],
         "prefill": {f.key: values.prefilled(envelope, f) for f in fields},
         "readonly": {f.key: values.is_readonly(envelope, f) for f in fields},
         "needs_signature": any(f.type in ("signature", "initials") for f in fields),
-        "pages": envelope.pages,
+        "pages": records,
     }
 
 
 @bp.route("/sign/<public_id>")
 def document(public_id: str) -> Any:
     """The next step for this recipient: disclosure, code, document, or done."""
-    recipient = _signer(public_id)
+    recipient, sender = _signer_and_sender(public_id)
     reason = access.blocked_reason(recipient)
     if recipient.finished:
-        return _page("signing/done.html", recipient, envelope=recipient.envelope)
+        envelope = recipient.envelope
+        return _page(
+            "signing/done.html", recipient, envelope=envelope,
+            copy_ready=sealing.signer_copy_available(recipient),
+            copy_until=sealing.copy_until(envelope),
+        )  # fmt: skip
     if reason:
         return _stop(reason, recipient)
     if operations.needs_consent(recipient):
-        sender = recipient.envelope.created_by.name
         text = disclosure.paragraphs(recipient.locale, str(current_app.config["ORG_NAME"]), sender)
         return _page(
-            "signing/consent.html", recipient, envelope=recipient.envelope, disclosure=text
-        )
+            "signing/consent.html", recipient, envelope=recipient.envelope, disclosure=text,
+            sender=sender,
+        )  # fmt: skip
     if operations.needs_code(recipient):
         sent = bool(session.pop("code_sent", False))
         return _page(
-            "signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=sent
-        )
-    return _page("signing/document.html", recipient, problems={}, form={}, **_context(recipient))
+            "signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=sent,
+            sender=sender,
+        )  # fmt: skip
+    return _page(
+        "signing/document.html", recipient, problems={}, form={}, sender=sender,
+        **_context(recipient),
+    )  # fmt: skip
 
 
 def _act(public_id: str, action: Any) -> Any:
@@ -246,4 +391,21 @@ def original(public_id: str) -> Response:
     envelope: Envelope = recipient.envelope
     response = Response(storage.get(envelope.document_blob_id), mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'inline; filename="{envelope.public_id}.pdf"'
+    return response
+
+
+@bp.route("/sign/<public_id>/signed.pdf")
+def signed_copy(public_id: str) -> Any:
+    """The sealed copy, for signers and cc recipients, for SIGNER_COPY_DAYS after completion."""
+    recipient = _signer(public_id)
+    envelope: Envelope = recipient.envelope
+    if not sealing.signer_copy_available(recipient):
+        if envelope.seal_status == "sealed" and recipient.kind in ("signer", "cc"):
+            return _stop("copy_expired", recipient)
+        abort(404)
+    content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")
+    response = Response(content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{sealing.download_name(envelope)}"'
+    )
     return response

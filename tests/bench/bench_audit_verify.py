@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.bench.common import base_config
+
 N = int(os.environ.get("BENCH_AUDIT_N", "100000"))
 INSERT_BATCH = 10_000
 REPEATS = 3
@@ -52,22 +54,6 @@ USER_AGENTS = (
 ROLES = ("agent", "supervisor", "admin")
 FIRST = ("ana", "ben", "carla", "dmitri", "elena", "farid", "grace", "hugo", "ines", "jamal")
 LAST = ("garcia", "smith", "novak", "okafor", "tanaka", "muller", "rossi", "silva", "khan")
-
-
-def base_config(uri: str) -> dict[str, object]:
-    """The settings ``tests.conftest.base_config`` uses (copied: conftest needs pytest)."""
-    return {
-        "TESTING": True,
-        "SECRET_KEY": "bench-secret-key",
-        "DATA_KEY": bytes(range(32)),
-        "SQLALCHEMY_DATABASE_URI": uri,
-        "ARGON2_PARAMS": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1},
-        "REDIS_URL": "",
-        "JOBS_INLINE": True,
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "LOGIN_RATE_LIMIT": "1000 per minute",
-        "SERVER_NAME": None,
-    }
 
 
 # ---------------------------------------------------------------- realistic events

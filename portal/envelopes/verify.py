@@ -1,0 +1,122 @@
+"""Is this PDF one the portal sealed, and is it unchanged since? (verify page and CLI)
+
+Three answers: ``verified`` (its SHA-256 is a sealed file's on record and the PAdES seal is
+intact over the whole file), ``modified`` (it carries one of the portal's seals, or names one of
+its sealed envelopes, but the bytes changed or something was appended after the seal), or
+``unknown`` (not a document sealed here). ``unreadable`` is for uploads that are not PDFs.
+A verified answer names the envelope, its completion time and its signers with masked emails,
+nothing more; the other answers name nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.documents import keystore
+from portal.documents.seal import check_seal
+from portal.envelopes.models import Envelope
+from portal.extensions import db
+from portal.mail import mask_address
+
+MAX_UPLOAD = 30 * 1024 * 1024
+Outcome = Literal["verified", "modified", "unknown", "unreadable"]
+# The sealed file names its envelope in its info dictionary and in the seal's reason.
+_MARKERS = (
+    re.compile(rb"/PortalEnvelope\s*\(([0-9a-f]{32})\)"),
+    re.compile(rb"envelope ([0-9a-f]{32})\)"),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer for one file."""
+
+    outcome: Outcome
+    message: str
+    envelope_id: str | None = None
+    completed_at: datetime | None = None
+    sealed_at: datetime | None = None
+    signers: list[tuple[str, str]] = field(default_factory=list)  # (name, masked email)
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome == "verified"
+
+
+def _named_envelope(data: bytes) -> Envelope | None:
+    for marker in _MARKERS:
+        for match in marker.finditer(data):
+            public_id = match.group(1).decode("ascii")
+            envelope = db.session.execute(
+                select(Envelope).where(
+                    Envelope.public_id == public_id, Envelope.sealed_sha256.is_not(None)
+                )
+            ).scalar_one_or_none()
+            if envelope is not None:
+                return envelope
+    return None
+
+
+def _modified() -> Verdict:
+    return Verdict(
+        "modified",
+        _(
+            "This file was changed after the portal sealed it: it is not the sealed original. "
+            "Ask the sender for the original copy."
+        ),
+    )
+
+
+def verify_pdf(data: bytes) -> Verdict:
+    """Check an uploaded file against the portal's sealed documents."""
+    if not data:
+        return Verdict("unreadable", _("The file is empty. Choose the signed PDF."))
+    if len(data) > MAX_UPLOAD:
+        return Verdict("unreadable", _("The file is larger than 30 MB, so it is not one of ours."))
+    if b"%PDF-" not in data[:1024]:
+        return Verdict("unreadable", _("This file is not a PDF. Choose the signed PDF document."))
+    digest = hashlib.sha256(data).hexdigest()
+    recorded = db.session.execute(
+        select(Envelope).where(Envelope.sealed_sha256 == digest)
+    ).scalar_one_or_none()
+    check = check_seal(data)
+    ours = keystore.known_fingerprints()
+    if (
+        recorded is not None
+        and check.outcome == "intact"
+        and check.signer_fingerprint is not None
+        and check.signer_fingerprint in ours
+    ):
+        return Verdict(
+            "verified",
+            _("Sealed by this portal and unchanged since."),
+            envelope_id=recorded.public_id,
+            completed_at=recorded.finished_at,
+            sealed_at=recorded.sealed_at,
+            signers=[
+                (r.name, mask_address(r.email))
+                for r in recorded.recipients
+                if r.kind in ("signer", "approver")
+            ],
+        )
+    if recorded is not None:
+        return _modified()
+    if check.signer_fingerprint is not None and check.signer_fingerprint in ours:
+        return _modified()
+    if check.outcome in ("modified", "unreadable", "intact") and _named_envelope(data):
+        return _modified()
+    if check.outcome == "unreadable":
+        return Verdict(
+            "unreadable", _("This PDF is damaged and cannot be read, so it cannot be verified.")
+        )
+    return Verdict(
+        "unknown",
+        _("This is not a document sealed by this portal (or it was changed beyond recognition)."),
+    )

@@ -1,0 +1,64 @@
+"""Public pages that need no link session: the verify page and the emailed copy link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, render_template, request
+from flask_babel import force_locale
+
+from portal.envelopes import sealing
+from portal.envelopes.verify import MAX_UPLOAD, verify_pdf
+from portal.extensions import db, limiter
+
+bp = Blueprint("public", __name__)
+
+
+def _locale() -> str:
+    return request.accept_languages.best_match(["en", "es"]) or "en"
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+@limiter.limit("30 per minute", methods=["POST"])
+def verify() -> Any:
+    """Upload a PDF and learn whether it is a document sealed here, unchanged."""
+    verdict = None
+    problem = None
+    if request.method == "POST":
+        upload = request.files.get("document")
+        if upload is None or not upload.filename:
+            problem = "Choose the PDF file to check."
+        else:
+            data = upload.stream.read(MAX_UPLOAD + 1)
+            verdict = verify_pdf(data)
+    status = 200 if problem is None else 400
+    with force_locale(_locale()):
+        page = render_template(
+            "signing/verify.html", verdict=verdict, problem=problem, envelope=None,
+            locale=_locale(),
+        )  # fmt: skip
+    return page, status
+
+
+@bp.route("/copy/<token>")
+@limiter.limit("30 per minute")
+def copy(token: str) -> Any:
+    """The signed copy behind an emailed download link (valid COPY_LINK_DAYS days)."""
+    recipient = sealing.recipient_for_copy_link(token)
+    if recipient is None or recipient.envelope.sealed_blob_id is None:
+        with force_locale(recipient.locale if recipient else _locale()):
+            page = render_template(
+                "signing/stopped.html", reason="copy_link", recipient=recipient, envelope=None,
+                locale=recipient.locale if recipient else _locale(),
+            )  # fmt: skip
+        db.session.rollback()
+        return page, 410
+    envelope = recipient.envelope
+    content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")
+    response = Response(content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{sealing.download_name(envelope)}"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
