@@ -16,8 +16,8 @@ from portal import audit, clock, jobs, mail, storage
 from portal.accounts import admin
 from portal.accounts.models import Role, User
 from portal.config import ConfigError, decode_data_key
-from portal.documents import seal
-from portal.envelopes import verify
+from portal.documents import keystore, seal
+from portal.envelopes import bounces, verify
 from portal.extensions import db
 from portal.library import demo
 
@@ -147,6 +147,23 @@ def make_seal_cert(path: str, password: str, days: int) -> None:
     click.echo("Self-signed: PDF readers show the seal as intact but the identity as unknown.")
 
 
+@group.command("bounce")
+@click.argument("file", default="-", metavar="[FILE]")
+def bounce(file: str) -> None:
+    """Process one bounce (a delivery status notification) from FILE or stdin.
+
+    For an MTA to pipe bounces to: exit 0 whatever the bounce says (also when it is not about
+    our mail), 1 only when the input cannot be read.
+    """
+    try:
+        with click.open_file(file, "rb") as handle:  # "-" is stdin
+            data = bounces.read_limited(handle)
+    except OSError as exc:
+        click.echo(f"{file}: cannot be read ({exc.strerror or exc}).", err=True)
+        sys.exit(1)
+    click.echo(bounces.process_bounce(data))
+
+
 def _ticker(app: Flask, every: int) -> None:
     while True:
         time.sleep(every)
@@ -164,7 +181,10 @@ def serve(host: str, port: int) -> None:
         app.config["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     threading.Thread(target=_ticker, args=(app, 60), daemon=True).start()
     users = db.session.query(User).count()
+    sealing_identity = keystore.identity()  # the development certificate, made on first start
+    db.session.commit()
     db.session.remove()  # do not hold SQLite's write lock while serving
+    click.echo(f"Sealing certificate: {sealing_identity.subject}")
     click.echo(f"Signing portal on http://{host}:{port}/  ({users} staff accounts)")
     click.echo("Press Ctrl+C to stop.")
     run_simple(host, port, app, threaded=True, use_reloader=False)

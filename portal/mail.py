@@ -6,9 +6,10 @@ embedded mode, on the RQ ``mail`` queue with Redis) and records the outcome on t
 the audit chain. The row is the truth: while SMTP is down a message stays ``queued`` with
 ``attempts`` and ``last_error``, RQ retries the job, and ``retry_stuck_mail`` asks again for
 whatever still waits, longer after each try (``SWEEP_WAIT_MINUTES``), until ``MAX_ATTEMPTS``
-make it ``failed``. A recipient the server refuses permanently (5xx) fails at once; ``bounced``
-is for bounce handling to set later. Without ``MAIL_SERVER`` (development) nothing is sent:
-messages stay ``queued`` with ``NO_SERVER`` as ``last_error`` and are read at ``/dev/mailbox``.
+make it ``failed``. A recipient the server refuses permanently (5xx) fails at once; a late
+bounce (a delivery status notification, see ``envelopes.bounces``) makes it ``bounced``.
+Without ``MAIL_SERVER`` (development) nothing is sent: messages stay ``queued`` with
+``NO_SERVER`` as ``last_error`` and are read at ``/dev/mailbox``.
 
 Delivery is at least once: a crash between the server's "250" and the commit that marks the row
 sent sends it again later, with the same ``Message-ID``. On PostgreSQL ``deliver`` holds the
@@ -61,7 +62,7 @@ class Status(enum.StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
-    BOUNCED = "bounced"  # set by bounce handling, later
+    BOUNCED = "bounced"  # a late bounce: see mark_bounced
 
 
 class Message(Model):
@@ -240,6 +241,20 @@ def _audit(event: str, message: Message, **data: Any) -> None:
     if message.envelope_id is not None:  # the envelope's trail shows its mail
         subject = ("envelope", str(message.envelope_id), None)
     audit.record(event, subject=subject, data={**facts, **data})
+
+
+def mark_bounced(message: Message, error: str, **facts: Any) -> None:
+    """A delivery status notification says the mailbox refused the message for good: the row
+    becomes ``bounced`` with ``error`` and ``mail.bounced`` goes into the audit chain."""
+    message.status = Status.BOUNCED.value
+    message.last_error = _one_line(error)[:2000]
+    _audit("mail.bounced", message, **facts)
+
+
+def note_delayed(message: Message, **facts: Any) -> None:
+    """A delivery status notification says delivery is delayed: ``mail.delayed`` in the audit
+    chain, the row as it is."""
+    _audit("mail.delayed", message, **facts)
 
 
 def _send(email: EmailMessage) -> None:

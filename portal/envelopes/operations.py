@@ -159,7 +159,7 @@ def delivery(recipient: Recipient) -> mail.Message | None:
     """The latest email sent to the recipient about this envelope (to show bounces)."""
     return db.session.execute(
         select(mail.Message)
-        .where(mail.Message.recipient_id == recipient.id)
+        .where(mail.Message.recipient_id == recipient.id, mail.Message.kind != "notice")
         .order_by(mail.Message.id.desc())
         .limit(1)
     ).scalar_one_or_none()
