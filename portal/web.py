@@ -60,6 +60,15 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+def pdf_response(content: bytes, filename: str, *, download: bool = True) -> Response:
+    """A PDF to save (``attachment``) or to show in the browser (``inline``)."""
+    response = Response(content, mimetype="application/pdf")
+    safe = filename.replace('"', "").replace("\\", "")
+    disposition = "attachment" if download else "inline"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{safe}"'
+    return response
+
+
 def wants_fragment() -> bool:
     """An htmx request that is not a boosted navigation gets just the fragment."""
     return bool(htmx) and not htmx.boosted and not htmx.history_restore_request

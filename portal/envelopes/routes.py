@@ -124,8 +124,7 @@ def preview(version_id: int) -> Any:
         pdf = ops.preview(version, values)
     except ops.EnvelopeError as exc:
         return web.error_response(422, str(exc))
-    response = Response(pdf, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = 'inline; filename="preview.pdf"'
+    response = web.pdf_response(pdf, "preview.pdf", download=False)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -253,12 +252,6 @@ def retry_seal(public_id: str) -> Response:
     return redirect(url_for("console.envelope", public_id=public_id))
 
 
-def _pdf(content: bytes, filename: str) -> Response:
-    response = Response(content, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 @bp.route("/envelopes/<public_id>/sealed.pdf")
 @roles_required()
 def sealed_document(public_id: str) -> Any:
@@ -270,7 +263,7 @@ def sealed_document(public_id: str) -> Any:
     content = sealing.record_download(
         envelope, "envelope.document_downloaded", current_user, "document"
     )
-    return _pdf(content, sealing.download_name(envelope))
+    return web.pdf_response(content, sealing.download_name(envelope))
 
 
 @bp.route("/envelopes/<public_id>/audit-report.pdf")
@@ -282,4 +275,4 @@ def audit_report(public_id: str) -> Any:
         envelope, "envelope.report_downloaded", current_user, "report"
     )
     suffix = "audit-report" if envelope.status == "completed" else "interim-report"
-    return _pdf(content, sealing.download_name(envelope, suffix))
+    return web.pdf_response(content, sealing.download_name(envelope, suffix))

@@ -282,7 +282,8 @@ def download_name(envelope: Envelope, suffix: str = "signed") -> str:
 
 def request(envelope: Envelope) -> None:
     """Ask for sealing after the caller's commit (completion, sweeper, retry)."""
-    envelope.seal_status = envelope.seal_status if envelope.seal_status == "failed" else "pending"
+    if envelope.seal_status != "failed":  # a failure stays visible until a try succeeds
+        envelope.seal_status = "pending"
     envelope.seal_requested_at = clock.utcnow()
     jobs.enqueue(seal_envelope, envelope.id)
 

@@ -110,7 +110,7 @@ def verify_pdf(data: bytes) -> Verdict:
         return _modified()
     if check.signer_fingerprint is not None and check.signer_fingerprint in ours:
         return _modified()
-    if check.outcome in ("modified", "unreadable", "intact") and _named_envelope(data):
+    if check.outcome != "unsigned" and _named_envelope(data):
         return _modified()
     if check.outcome == "unreadable":
         return Verdict(

@@ -192,8 +192,7 @@ def source_pdf(version_id: int) -> Response:
     version = _version_or_404(version_id)
     if not version.source_blob_id:
         abort(404)
-    response = Response(storage.get(version.source_blob_id), mimetype="application/pdf")
-    filename = f"{version.template.name} v{version.number}.pdf".replace('"', "")
-    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    filename = f"{version.template.name} v{version.number}.pdf"
+    response = web.pdf_response(storage.get(version.source_blob_id), filename, download=False)
     response.headers["Cache-Control"] = "private, no-store"
     return response

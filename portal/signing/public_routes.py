@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, render_template, request
 from flask_babel import force_locale
 
+from portal import web
 from portal.envelopes import sealing
 from portal.envelopes.verify import MAX_UPLOAD, verify_pdf
 from portal.extensions import db, limiter
@@ -55,10 +56,7 @@ def copy(token: str) -> Any:
         return page, 410
     envelope = recipient.envelope
     content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")
-    response = Response(content, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{sealing.download_name(envelope)}"'
-    )
+    response = web.pdf_response(content, sealing.download_name(envelope))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

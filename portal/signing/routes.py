@@ -23,7 +23,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, load_only
 
-from portal import storage
+from portal import storage, web
 from portal.accounts.models import User
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
@@ -389,9 +389,9 @@ def original(public_id: str) -> Response:
     """The document exactly as sent (its SHA-256 is in the audit trail)."""
     recipient = _signer(public_id)
     envelope: Envelope = recipient.envelope
-    response = Response(storage.get(envelope.document_blob_id), mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'inline; filename="{envelope.public_id}.pdf"'
-    return response
+    return web.pdf_response(
+        storage.get(envelope.document_blob_id), f"{envelope.public_id}.pdf", download=False
+    )
 
 
 @bp.route("/sign/<public_id>/signed.pdf")
@@ -404,8 +404,4 @@ def signed_copy(public_id: str) -> Any:
             return _stop("copy_expired", recipient)
         abort(404)
     content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")
-    response = Response(content, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{sealing.download_name(envelope)}"'
-    )
-    return response
+    return web.pdf_response(content, sealing.download_name(envelope))

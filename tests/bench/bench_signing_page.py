@@ -28,7 +28,6 @@ Flask test client.
 
 from __future__ import annotations
 
-import contextlib
 import cProfile
 import gzip
 import http.client
@@ -44,11 +43,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+
+from tests.bench.common import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = int(os.environ.get("BENCH_SIGNING_THREADS", "4"))
@@ -101,20 +101,6 @@ def hello():
 
 
 # ---------------------------------------------------------------- setup
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _prepare() -> tuple[str, str]:
@@ -470,7 +456,7 @@ def _measure(backend: str, folder: str, database_url: str, weigh: bool) -> None:
     instance = os.path.join(folder, f"instance-{backend}")
     os.makedirs(instance)
     env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": database_url}
-    with _environment(env):
+    with environment(env):
         link, public_id = _prepare()
         if backend == "sqlite":
             _checkpoint(database_url.removeprefix("sqlite:///"))
