@@ -20,6 +20,7 @@ from portal.extensions import (
     login_manager,
     migrate,
     ping_when_idle,
+    skip_idle_rate_limit_check,
     sqlite_begin,
 )
 
@@ -113,4 +114,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "get_locale": get_locale,
         }
 
+    skip_idle_rate_limit_check(app)  # last: once every blueprint (and its limits) is in
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from flask import g, has_app_context
+from flask import Flask, g, has_app_context
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -41,22 +41,24 @@ htmx = HTMX()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
-# Read-mostly requests (the signer's GET pages). On SQLite every transaction normally takes
-# the database-wide write lock up front (BEGIN IMMEDIATE): writers queue instead of failing
-# half-way, and read-then-write work (the audit chain's append, a state change checked first)
-# cannot interleave. A request that calls ``reads_first()`` begins deferred transactions
-# instead, so that its readers run side by side; on PostgreSQL it reads in autocommit mode,
-# where each statement sees committed data as it would in a READ COMMITTED transaction, without
-# the BEGIN and ROLLBACK round trips. Before such a request changes anything it calls
-# ``write_lock()``: the read-only transaction, which has written nothing, ends (every loaded
-# object expires) and the rest of the request uses ordinary writing transactions, so what it
-# reads again and then changes is read under the lock. Guards: a SELECT ... FOR UPDATE in a
-# read-only transaction calls ``write_lock()`` itself when nothing is pending, and PostgreSQL
-# refuses a change made in autocommit mode (it would not be atomic).
-_DEFERRED = "portal_sqlite_deferred"  # on the connection: this transaction began deferred
-_CHANGES = "portal_sqlite_changes"  # on the connection: total_changes when it began
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
-_guarded = False
+
+def skip_idle_rate_limit_check(app: Flask) -> None:
+    """Drop Flask-Limiter's before-request check while there is nothing for it to check.
+
+    That check applies default, application and blueprint-wide limits; a limit declared on a
+    view (``@limiter.limit``) is checked by its decorator when the view runs, with or without
+    it. The portal declares only the latter, so the check found nothing, on every request.
+    Call this once every blueprint is registered: declare a default, application or
+    blueprint-wide limit and the check stays.
+    """
+    manager = limiter.limit_manager
+    wide = (
+        manager.default_limits
+        or manager.application_limits
+        or any(manager.blueprint_limits(app, name) for name in app.blueprints)
+    )
+    if not wide:
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 PING_AFTER_IDLE = 10.0  # seconds a pooled connection may sit unused before it is tested
@@ -89,6 +91,24 @@ def ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "connect", seen)  # a new connection is alive
     event.listen(engine, "checkin", seen)
     event.listen(engine, "checkout", test)  # DisconnectionError: the pool connects afresh
+
+
+# Read-mostly requests (the signer's GET pages). On SQLite every transaction normally takes
+# the database-wide write lock up front (BEGIN IMMEDIATE): writers queue instead of failing
+# half-way, and read-then-write work (the audit chain's append, a state change checked first)
+# cannot interleave. A request that calls ``reads_first()`` begins deferred transactions
+# instead, so that its readers run side by side; on PostgreSQL it reads in autocommit mode,
+# where each statement sees committed data as it would in a READ COMMITTED transaction, without
+# the BEGIN and ROLLBACK round trips. Before such a request changes anything it calls
+# ``write_lock()``: the read-only transaction, which has written nothing, ends (every loaded
+# object expires) and the rest of the request uses ordinary writing transactions, so what it
+# reads again and then changes is read under the lock. Guards: a SELECT ... FOR UPDATE in a
+# read-only transaction calls ``write_lock()`` itself when nothing is pending, and PostgreSQL
+# refuses a change made in autocommit mode (it would not be atomic).
+_DEFERRED = "portal_sqlite_deferred"  # on the connection: this transaction began deferred
+_CHANGES = "portal_sqlite_changes"  # on the connection: total_changes when it began
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+_guarded = False
 
 
 def reads_first() -> None:

@@ -81,26 +81,33 @@ def page(template: str, fragment: str | None = None, **context: Any) -> str:
     return render_template(template, **context)
 
 
-def _template_gettext(
-    lookup: Callable[[str], str], markup: dict[str, Markup]
-) -> Callable[..., str]:
-    """Jinja's new-style ``gettext`` (autoescape, %-formatting) over one catalogue's lookup."""
+class _TemplateGettext:
+    """Jinja's new-style ``gettext`` (autoescape, %-formatting) over one catalogue's lookup.
+
+    A callable object whose ``__call__`` takes the evaluation context: Jinja finds that out
+    directly, without first probing a plain function's ``__call__`` (an AttributeError
+    raised and caught for every string of every page).
+    """
+
+    __slots__ = ("lookup", "markup")
+
+    def __init__(self, lookup: Callable[[str], str]) -> None:
+        self.lookup = lookup
+        self.markup: dict[str, Markup] = {}  # this catalogue's messages, as Markup
 
     @pass_eval_context
-    def gettext(__eval_ctx: EvalContext, __string: str, **variables: Any) -> str:
+    def __call__(self, __eval_ctx: EvalContext, __string: str, **variables: Any) -> str:
         text: str
         if __eval_ctx.autoescape:
-            made = markup.get(__string)
+            made = self.markup.get(__string)
             if made is None:  # catalogue text is trusted; variables are escaped below
-                made = markup[__string] = Markup(lookup(__string))  # noqa: S704
+                made = self.markup[__string] = Markup(self.lookup(__string))  # noqa: S704
             text = made
         else:
-            text = lookup(__string)
+            text = self.lookup(__string)
         if not variables and "%" not in text:
             return text  # what the formatting below would give
         return text % variables  # always a format string, as Jinja does
-
-    return gettext
 
 
 def _template_ngettext(lookup: Callable[[str, str, int], str]) -> Callable[..., str]:
@@ -119,8 +126,8 @@ def _template_ngettext(lookup: Callable[[str, str, int], str]) -> Callable[..., 
     return ngettext
 
 
-# Each catalogue's messages as Markup, made once (a catalogue does not change while it lives).
-_MARKUP: WeakKeyDictionary[Any, dict[str, Markup]] = WeakKeyDictionary()
+# Each catalogue's template functions, made once (a catalogue does not change while it lives).
+_BOUND: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
 
 def _translations() -> dict[str, Any]:
@@ -133,12 +140,12 @@ def _translations() -> dict[str, Any]:
     inside any ``force_locale`` around it: the catalogue found here is the one those would use.
     """
     translations = get_translations()
-    markup = _MARKUP.get(translations)
-    if markup is None:
-        markup = _MARKUP[translations] = {}
-    gettext = _template_gettext(translations.ugettext, markup)
-    ngettext = _template_ngettext(translations.ungettext)
-    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+    bound = _BOUND.get(translations)
+    if bound is None:
+        gettext = _TemplateGettext(translations.ugettext)
+        ngettext = _template_ngettext(translations.ungettext)
+        bound = _BOUND[translations] = {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+    return bound  # Flask copies it into the template's context
 
 
 def static_url(filename: str) -> str:

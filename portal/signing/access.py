@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from flask import current_app
 from sqlalchemy import select
@@ -21,7 +22,42 @@ OTP_MINUTES = 10
 MAX_AUTH_ATTEMPTS = 5
 
 
-def _overdue(envelope: Envelope) -> bool:
+class SignerState(Protocol):
+    """What the signer's steps read of a recipient (the row, or a page's read-only view)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def locked_at(self) -> datetime | None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def consent_version(self) -> str | None: ...
+
+    @property
+    def auth_method(self) -> str: ...
+
+    @property
+    def authenticated_at(self) -> datetime | None: ...
+
+
+class EnvelopeState(Protocol):
+    """What ``blocked_reason`` reads of an envelope (the row, or a page's read-only view)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def _overdue(envelope: EnvelopeState) -> bool:
     expires_at = envelope.expires_at
     return (
         envelope.status == "sent"
@@ -32,11 +68,16 @@ def _overdue(envelope: Envelope) -> bool:
 
 def blocked_reason(recipient: Recipient) -> str | None:
     """Why this recipient cannot act now (a page explains each reason), or None."""
-    envelope = recipient.envelope
+    return blocked_state(recipient, recipient.envelope)
+
+
+def blocked_state(recipient: SignerState, envelope: EnvelopeState) -> str | None:
+    """``blocked_reason`` from what the caller read of the recipient and of its envelope."""
+    status = envelope.status
     if _overdue(envelope):
-        expire(envelope)
-    if envelope.status != "sent":
-        return envelope.status  # voided | declined | completed | expired
+        status = expire(envelope)
+    if status != "sent":
+        return status  # voided | declined | completed | expired
     if recipient.finished:
         return "finished"
     if recipient.locked_at is not None:
@@ -46,10 +87,11 @@ def blocked_reason(recipient: Recipient) -> str | None:
     return None
 
 
-def expire(envelope: Envelope) -> None:
+def expire(envelope: EnvelopeState) -> str:
     """Expire an overdue envelope found while opening it (the sweeper does the same).
 
     Checked again under a lock first: another request may have expired it a moment ago.
+    Returns the envelope's status after that.
     """
     envelope_id = envelope.id
     write_lock()
@@ -61,7 +103,9 @@ def expire(envelope: Envelope) -> None:
     ).scalar_one()
     if _overdue(envelope):
         envelopes.expire(envelope)
+    status = envelope.status
     db.session.commit()
+    return status
 
 
 def _by_token(digest: str, lock: bool = False) -> Recipient | None:

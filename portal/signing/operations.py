@@ -58,11 +58,11 @@ def _ready(recipient_id: int) -> Recipient:
     return recipient
 
 
-def needs_consent(recipient: Recipient) -> bool:
+def needs_consent(recipient: access.SignerState) -> bool:
     return recipient.consent_version != disclosure.VERSION
 
 
-def needs_code(recipient: Recipient) -> bool:
+def needs_code(recipient: access.SignerState) -> bool:
     return recipient.auth_method != "link" and recipient.authenticated_at is None
 
 

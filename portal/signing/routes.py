@@ -3,9 +3,10 @@ and a token-free URL; every page re-checks that the session's link is still the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from babel import Locale
 from flask import (
@@ -20,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_babel import force_locale, gettext
+from markupsafe import Markup
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, load_only
 
@@ -28,7 +30,7 @@ from portal.accounts.models import User
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.envelopes import disclosure, sealing
-from portal.envelopes.models import Envelope, Recipient
+from portal.envelopes.models import FINISHED, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
 from portal.library.models import Field
@@ -37,12 +39,13 @@ from portal.signing import access, operations, values
 bp = Blueprint("signing", __name__)
 
 SIGNER = "signer"
+_R = TypeVar("_R", "Recipient", "SignerView")
 
 
 @bp.before_request
 def _reads_first() -> None:
-    # The signer's pages mostly read: let them read side by side (SQLite); the few writes
-    # they make (first open, lazy expiry) take the write lock first (extensions.write_lock).
+    # The signer's pages mostly read: they read without locking (see extensions.reads_first);
+    # the few writes they make (first open, lazy expiry) take the lock first (write_lock).
     if request.method in ("GET", "HEAD"):
         reads_first()
 
@@ -63,14 +66,16 @@ def _babel_locale(code: str) -> Locale:
 _NAME_THE_SENDER = frozenset({"signing/consent.html", "signing/code.html", "signing/document.html"})
 
 
-def _page(template: str, recipient: Recipient | None, status: int = 200, **context: Any) -> Any:
+def _page(
+    template: str, recipient: Recipient | SignerView | None, status: int = 200, **context: Any
+) -> Any:
     locale = (
         recipient.locale
         if recipient
         else (request.accept_languages.best_match(["en", "es"]) or "en")
     )
-    if recipient is not None and template in _NAME_THE_SENDER and "sender" not in context:
-        context["sender"] = recipient.envelope.created_by.name
+    if isinstance(recipient, Recipient) and template in _NAME_THE_SENDER:
+        context.setdefault("sender", recipient.envelope.created_by.name)
     with force_locale(_babel_locale(locale)):
         return render_template(template, recipient=recipient, locale=locale, **context), status
 
@@ -98,21 +103,23 @@ def link(token: str) -> Any:
     return redirect(url_for("signing.document", public_id=recipient.envelope.public_id))
 
 
-# One query for every signer page: the recipient, its envelope and the sender's name, with
-# the columns these pages read (any other one loads when first used). Built once: building
-# an ORM statement costs more than running this one.
+# The columns of the recipient the signer's pages read (any other one loads when first used).
+_RECIPIENT_COLUMNS = load_only(
+    Recipient.id, Recipient.envelope_id, Recipient.role, Recipient.kind, Recipient.name,
+    Recipient.email, Recipient.locale, Recipient.auth_method, Recipient.status,
+    Recipient.token_hash, Recipient.consent_version, Recipient.authenticated_at,
+    Recipient.locked_at, Recipient.auth_attempts,
+)  # fmt: skip
+_WHERE = (Recipient.id == bindparam("rid"), Envelope.public_id == bindparam("public_id"))
+
+# The signer's pages and actions: the recipient with its envelope. (Statements are built once:
+# building an ORM statement costs more than running these.)
 _SIGNER_QUERY = (
-    select(Recipient, User.name)
+    select(Recipient)
     .join(Recipient.envelope)
-    .join(User, User.id == Envelope.created_by_id)
-    .where(Recipient.id == bindparam("rid"), Envelope.public_id == bindparam("public_id"))
+    .where(*_WHERE)
     .options(
-        load_only(
-            Recipient.id, Recipient.envelope_id, Recipient.role, Recipient.kind, Recipient.name,
-            Recipient.email, Recipient.locale, Recipient.auth_method, Recipient.status,
-            Recipient.token_hash, Recipient.consent_version, Recipient.authenticated_at,
-            Recipient.locked_at, Recipient.auth_attempts,
-        ),
+        _RECIPIENT_COLUMNS,
         contains_eager(Recipient.envelope).load_only(
             Envelope.id, Envelope.public_id, Envelope.template_version_id,
             Envelope.created_by_id, Envelope.title, Envelope.status, Envelope.merge_data,
@@ -122,24 +129,109 @@ _SIGNER_QUERY = (
 )  # fmt: skip
 
 
-def _signer_and_sender(public_id: str) -> tuple[Recipient, str]:
-    """The recipient of this browser session, for this envelope only, and who sent it; else 404."""
+@dataclass(frozen=True, slots=True)
+class SignerView:
+    """The recipient as the document page reads it: this request's values, not the ORM object.
+
+    That page is the one a signer spends their time on, and loading an entity costs more than
+    the rest of its query. Steps that change the recipient, or need more of it, load the
+    recipient itself (``_loaded``).
+    """
+
+    id: int
+    role: str
+    kind: str
+    name: str
+    locale: str
+    auth_method: str
+    status: str
+    token_hash: str | None
+    consent_version: str | None
+    authenticated_at: datetime | None
+    locked_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeView:
+    """The envelope as the document page reads it (see ``SignerView``)."""
+
+    id: int
+    public_id: str
+    template_version_id: int
+    title: str
+    status: str
+    expires_at: datetime | None
+    merge_data: dict[str, str]
+    pages: list[dict[str, Any]]
+
+
+def _columns(table: Any, view: type) -> list[Any]:
+    return [table.c[f.name] for f in fields(view)]
+
+
+# The document page's one query: the views' columns and the sender's name.
+_RECIPIENTS, _ENVELOPES, _USERS = Recipient.__table__, Envelope.__table__, User.__table__
+_PAGE_QUERY = (
+    select(*_columns(_RECIPIENTS, SignerView), *_columns(_ENVELOPES, EnvelopeView), _USERS.c.name)
+    .select_from(
+        _RECIPIENTS.join(_ENVELOPES, _RECIPIENTS.c.envelope_id == _ENVELOPES.c.id).join(
+            _USERS, _USERS.c.id == _ENVELOPES.c.created_by_id
+        )
+    )
+    .where(_RECIPIENTS.c.id == bindparam("rid"), _ENVELOPES.c.public_id == bindparam("public_id"))
+)
+_SPLIT = len(fields(SignerView))
+
+
+def _held() -> dict[str, Any]:
+    """Which recipient this browser session is for: ``rid`` and the link's hash ``th``."""
     held = session.get(SIGNER) or {}
-    row = db.session.execute(
-        _SIGNER_QUERY, {"rid": int(held.get("rid", 0) or 0), "public_id": public_id}
-    ).one_or_none()
-    if row is None:
+    return {"rid": int(held.get("rid", 0) or 0), "th": held.get("th")}
+
+
+def _checked(recipient: _R | None, held: dict[str, Any]) -> _R:
+    if recipient is None:
         abort(404)
-    recipient, sender = row
-    if recipient.token_hash != held.get("th") and not recipient.finished:
+    if recipient.token_hash != held["th"] and not recipient.finished:
         session.pop(SIGNER, None)  # the link was replaced: this session dies with it
         abort(404)
-    return recipient, sender
+    return recipient
 
 
 def _signer(public_id: str) -> Recipient:
     """The recipient of this browser session, for this envelope only; else 404."""
-    return _signer_and_sender(public_id)[0]
+    held = _held()
+    recipient = db.session.execute(
+        _SIGNER_QUERY, {"rid": held["rid"], "public_id": public_id}
+    ).scalar_one_or_none()
+    return _checked(recipient, held)
+
+
+def _page_signer(public_id: str) -> tuple[SignerView, EnvelopeView, str]:
+    """As ``_signer``, for the document page: the recipient and its envelope as that page reads
+    them, and the sender's name, in one plain query."""
+    held = _held()
+    row = (
+        db.session.connection()
+        .execute(_PAGE_QUERY, {"rid": held["rid"], "public_id": public_id})
+        .one_or_none()
+    )
+    if row is None:
+        abort(404)
+    recipient = _checked(SignerView(*row[:_SPLIT]), held)
+    return recipient, EnvelopeView(*row[_SPLIT:-1]), str(row[-1])
+
+
+def _loaded(view: SignerView) -> Recipient:
+    """The recipient itself, for steps that need more than the document page's view."""
+    recipient = db.session.get(Recipient, view.id)
+    if recipient is None:
+        abort(404)
+    return recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +261,25 @@ class Marker:
 
 
 @dataclass(frozen=True, slots=True)
+class Input:
+    """A field the recipient types, picks or attaches: what the page reads of it."""
+
+    key: str
+    name: str  # of the form field
+    type: str
+    label: str
+    required: bool
+    options: list[str]
+    validation: dict[str, Any]
+    condition: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, item: Field) -> Input:
+        return cls(item.key, f"f-{item.key}", item.type, item.label, item.required,
+                   item.options, item.validation, item.condition)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """A page of the document as the signer's page shows it, with the markers on it."""
 
@@ -176,7 +287,33 @@ class Page:
     width: float
     height: float
     ready: bool
-    markers: tuple[Marker, ...]
+    markers_html: Markup  # signing/_markers.html for this page's markers
+
+    @property
+    def width_px(self) -> int:
+        return round(self.width)
+
+    @property
+    def height_px(self) -> int:
+        return round(self.height)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """The document page's links. They all extend the page's own URL: one url_for, not five
+    (tests check that each equals what url_for gives)."""
+
+    original: str
+    sign: str
+    review: str
+    decline: str
+    pages: str  # + "<number>.png"
+
+    @classmethod
+    def of(cls, public_id: str) -> Links:
+        page = url_for("signing.document", public_id=public_id)
+        return cls(f"{page}/document.pdf", f"{page}/sign", f"{page}/review", f"{page}/decline",
+                   f"{page}/pages/")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -184,8 +321,9 @@ class Layout:
     """The recipient's fields and where they sit on the pages: a function of fixed inputs."""
 
     fields: tuple[Field, ...]  # values.my_fields: the role's fields, in the template's order
+    inputs: tuple[Input, ...]  # those the recipient types, picks or attaches
     markers: tuple[Marker, ...]
-    on_page: dict[int, tuple[Marker, ...]]
+    markers_html: dict[int, Markup]  # each page's markers, rendered
     sizes: dict[int, tuple[float, float]]  # display width and height of each page
 
 
@@ -201,18 +339,28 @@ def _layout(fields: tuple[Field, ...], role: str, boxes: tuple[PageBox, ...]) ->
             marker = Marker.of(f, pdf_to_display(by_number[f.page], Rect(f.x, f.y, f.w, f.h)))
             markers.append(marker)
             on_page[f.page].append(marker)
+    template = current_app.jinja_env.get_template("signing/_markers.html")
+    rendered = {n: template.render(markers=found) for n, found in on_page.items()}
     return Layout(
         fields=mine,
+        inputs=tuple(
+            Input.of(f) for f in mine if f.type not in ("signature", "initials", "date_signed")
+        ),
         markers=tuple(markers),
-        on_page={n: tuple(found) for n, found in on_page.items()},
+        # our template's output, autoescaped: safe to insert as it is
+        markers_html={n: Markup(html) for n, html in rendered.items()},  # noqa: S704
         sizes={
             n: (round(b.display_width, 2), round(b.display_height, 2)) for n, b in by_number.items()
         },
     )
 
 
-def _context(recipient: Recipient) -> dict[str, Any]:
-    envelope = recipient.envelope
+def _context(
+    recipient: Recipient | SignerView, envelope: Envelope | EnvelopeView | None = None
+) -> dict[str, Any]:
+    if envelope is None:
+        assert isinstance(recipient, Recipient)
+        envelope = recipient.envelope
     records = envelope.pages or []
     boxes = {int(p["number"]): PageBox.from_record(p) for p in records}
     # The fields come from the per-process copy of the (approved, so unchanging) version.
@@ -222,17 +370,18 @@ def _context(recipient: Recipient) -> dict[str, Any]:
     fields = layout.fields
     pages = [
         Page(n, *layout.sizes[n], bool((records[n - 1] or {}).get("image_blob_id")),
-             layout.on_page[n])
+             layout.markers_html[n])
         for n in boxes
     ]  # fmt: skip
     return {
         "page_list": pages,
         "markers": layout.markers,
         "envelope": envelope,
+        "links": Links.of(envelope.public_id),
         "fields": fields,
-        "inputs": [f for f in fields if f.type not in ("signature", "initials", "date_signed")],
-        "prefill": {f.key: values.prefilled(envelope, f) for f in fields},
-        "readonly": {f.key: values.is_readonly(envelope, f) for f in fields},
+        "inputs": layout.inputs,
+        "prefill": {f.key: values.prefilled(envelope.merge_data, f) for f in fields},
+        "readonly": {f.key: values.is_readonly(envelope.merge_data, f) for f in fields},
         "needs_signature": any(f.type in ("signature", "initials") for f in fields),
         "pages": records,
     }
@@ -241,14 +390,22 @@ def _context(recipient: Recipient) -> dict[str, Any]:
 @bp.route("/sign/<public_id>")
 def document(public_id: str) -> Any:
     """The next step for this recipient: disclosure, code, document, or done."""
-    recipient, sender = _signer_and_sender(public_id)
-    reason = access.blocked_reason(recipient)
-    if recipient.finished:
-        envelope = recipient.envelope
+    view, envelope, sender = _page_signer(public_id)
+    reason = access.blocked_state(view, envelope)
+    consent = operations.needs_consent(view)
+    code = operations.needs_code(view)
+    if not (reason or view.finished or consent or code):  # the document, from the views
         return _page(
-            "signing/done.html", recipient, envelope=envelope,
+            "signing/document.html", view, problems={}, form={}, sender=sender,
+            **_context(view, envelope),
+        )  # fmt: skip
+    recipient = _loaded(view)
+    if recipient.finished:
+        finished_envelope = recipient.envelope
+        return _page(
+            "signing/done.html", recipient, envelope=finished_envelope,
             copy_ready=sealing.signer_copy_available(recipient),
-            copy_until=sealing.copy_until(envelope),
+            copy_until=sealing.copy_until(finished_envelope),
         )  # fmt: skip
     if reason:
         return _stop(reason, recipient)
@@ -264,7 +421,7 @@ def document(public_id: str) -> Any:
             "signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=sent,
             sender=sender,
         )  # fmt: skip
-    return _page(
+    return _page(  # it became ready in the meantime
         "signing/document.html", recipient, problems={}, form={}, sender=sender,
         **_context(recipient),
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,15 +49,15 @@ def my_fields(envelope: Envelope, recipient: Recipient) -> list[Field]:
     return [f for f in envelope.version.fields if f.role == recipient.role]
 
 
-def prefilled(envelope: Envelope, item: Field) -> str | None:
-    """The merge value that fills a field, if it has one."""
+def prefilled(merge_data: Mapping[str, str], item: Field) -> str | None:
+    """The merge value (of the envelope's ``merge_data``) that fills a field, if it has one."""
     if item.merge_key:
-        return envelope.merge_data.get(item.merge_key) or None
+        return merge_data.get(item.merge_key) or None
     return None
 
 
-def is_readonly(envelope: Envelope, item: Field) -> bool:
-    return bool(item.readonly_when_prefilled and prefilled(envelope, item))
+def is_readonly(merge_data: Mapping[str, str], item: Field) -> bool:
+    return bool(item.readonly_when_prefilled and prefilled(merge_data, item))
 
 
 def decode_drawing(data_url: str) -> bytes | None:
@@ -111,8 +112,8 @@ def check(
             out.problems["signature"] = _("Type your full name to sign.")
     current: dict[str, Any] = {}
     for item in fields:
-        fixed = prefilled(envelope, item)
-        if is_readonly(envelope, item):
+        fixed = prefilled(envelope.merge_data, item)
+        if is_readonly(envelope.merge_data, item):
             current[item.key] = fixed
         elif item.type == "checkbox":
             current[item.key] = "true" if form.get(f"f-{item.key}") else ""
