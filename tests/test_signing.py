@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 from sqlalchemy import select
@@ -495,3 +496,64 @@ def test_reassigned_completed_and_declined_links_explain_themselves(app, sent):
     declining.post(f"/sign/{other_id}/consent", data={"csrf_token": token, "decision": "decline"})
     again = app.test_client().get(_path(other_link))
     assert again.status_code == 410 and "This document was declined" in again.get_data(as_text=True)
+
+
+def _void_while_signing(app, sent, delay: float) -> None:
+    """One race: the agent voids ``delay`` seconds after the only signer submits."""
+    from portal.accounts.models import User
+
+    envelope_id, public_id, link = sent()
+    client = app.test_client()
+    client.get(_path(link))
+    token = _csrf(client, f"/sign/{public_id}")
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    barrier = threading.Barrier(2)
+    voided: list[str] = []
+
+    def sign():
+        barrier.wait()
+        client.post(
+            f"/sign/{public_id}/sign",
+            data={"csrf_token": token, "adoption": "typed", "typed_name": "Zoë", "agree": "yes"},
+        )
+
+    def void():
+        with app.app_context():
+            agent = db.session.execute(
+                select(User).where(User.email == "agent@demo.example")
+            ).scalar_one()
+            envelope = db.session.get(Envelope, envelope_id)
+            barrier.wait()
+            time.sleep(delay)
+            try:
+                envelopes.void(envelope, "Customer asked to stop", by=agent)
+                voided.append("voided")
+            except envelopes.EnvelopeError as exc:
+                voided.append(str(exc))
+
+    threads = [threading.Thread(target=sign), threading.Thread(target=void)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with app.app_context():
+        status = db.session.get(Envelope, envelope_id).status
+    mine = [
+        e.event
+        for e in audit_events(app)
+        if e.subject_type == "envelope" and e.subject_id == str(envelope_id)
+    ]
+    if status == "voided":
+        assert voided == ["voided"]
+        assert "recipient.signed" not in mine and "envelope.completed" not in mine
+    else:
+        assert status == "completed"
+        assert voided == ["This envelope is completed and can no longer change."]
+        assert "envelope.voided" not in mine and mine.count("recipient.signed") == 1
+
+
+def test_voiding_while_the_customer_signs_leaves_one_outcome(app, sent):
+    """Either the envelope is voided and the signature refused, or it completes and the void
+    is refused; never both (terminal states never change), under real concurrency too."""
+    for delay in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05):  # into the signature's transaction
+        _void_while_signing(app, sent, delay)

@@ -133,6 +133,22 @@ def preview(version: TemplateVersion, merge_data: Mapping[str, str]) -> bytes:
     return _document_for(version, _clean_merge_data(version, merge_data))
 
 
+def lock(envelope_id: int) -> Envelope:
+    """The envelope, read afresh under a row lock, for a change that first checks its state.
+
+    (PostgreSQL; on SQLite a writing transaction holds the database's write lock already.)
+    Whatever changes an envelope's state, or one of its recipients', locks the envelope first
+    and its recipients after, always in that order: two such changes run one after the other
+    and the second sees what the first did, and neither waits for a lock the other holds.
+    """
+    return db.session.execute(
+        select(Envelope)
+        .where(Envelope.id == envelope_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
 def expire(envelope: Envelope) -> None:
     """Mark a sent envelope expired (in the caller's transaction); its links stop at once."""
     envelope.status = EnvelopeStatus.EXPIRED.value
@@ -144,8 +160,10 @@ def expire(envelope: Envelope) -> None:
 def expire_overdue() -> str:
     """Expire sent envelopes past their date, so their links stop and the console says so."""
     now = clock.utcnow()
-    overdue = db.session.execute(
-        select(Envelope).where(Envelope.status == "sent", Envelope.expires_at <= now)
+    overdue = db.session.execute(  # (one being signed or voided right now waits for next time)
+        select(Envelope)
+        .where(Envelope.status == "sent", Envelope.expires_at <= now)
+        .with_for_update(skip_locked=True)
     ).scalars()
     count = 0
     for envelope in overdue:
@@ -289,12 +307,14 @@ def warn_before_expiry() -> str:
     """Two days before an envelope expires, tell whoever still has to act (once)."""
     now = clock.utcnow()
     soon = db.session.execute(
-        select(Envelope).where(
+        select(Envelope)
+        .where(
             Envelope.status == "sent",
             Envelope.expiry_warned_at.is_(None),
             Envelope.expires_at <= now + EXPIRY_WARNING,
             Envelope.expires_at > now,
         )
+        .with_for_update(skip_locked=True)  # (one being changed right now: next time)
     ).scalars()
     warned = 0
     for envelope in soon:
@@ -415,8 +435,16 @@ def _live(envelope: Envelope) -> None:
         raise EnvelopeError(f"This envelope is {envelope.status} and can no longer change.")
 
 
+def _lock_both(recipient: Recipient) -> Envelope:
+    """Lock the recipient's envelope, then the recipient (both read afresh); the envelope."""
+    envelope = lock(recipient.envelope_id)
+    db.session.refresh(recipient, with_for_update=True)
+    return envelope
+
+
 def void(envelope: Envelope, reason: str, by: User) -> None:
     """Cancel a sent envelope; every link dies at once and recipients see the reason."""
+    envelope = lock(envelope.id)
     _live(envelope)
     if not reason.strip():
         raise EnvelopeError("Give the reason; recipients will see it.")
@@ -431,7 +459,7 @@ def void(envelope: Envelope, reason: str, by: User) -> None:
 
 def resend(recipient: Recipient, by: User) -> str:
     """Send the recipient a new link (the old one stops working); returns the new link."""
-    envelope = recipient.envelope
+    envelope = _lock_both(recipient)
     _live(envelope)
     if recipient.finished:
         raise EnvelopeError(f"{recipient.name} has already finished.")
@@ -444,7 +472,7 @@ def resend(recipient: Recipient, by: User) -> str:
 
 def correct_email(recipient: Recipient, email: str, by: User) -> str | None:
     """Fix a recipient's email; the old link dies and, if it is their turn, a new one is sent."""
-    envelope = recipient.envelope
+    envelope = _lock_both(recipient)
     _live(envelope)
     if recipient.finished:
         raise EnvelopeError(f"{recipient.name} has already finished.")

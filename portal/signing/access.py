@@ -14,7 +14,7 @@ from sqlalchemy import select
 from portal import audit, clock, mail
 from portal.accounts import credentials
 from portal.envelopes import operations as envelopes
-from portal.envelopes.models import Envelope, Recipient, RecipientStatus, RetiredLink
+from portal.envelopes.models import Recipient, RecipientStatus, RetiredLink
 from portal.envelopes.operations import token_digest
 from portal.extensions import db, write_lock
 
@@ -95,12 +95,7 @@ def expire(envelope: EnvelopeState) -> str:
     """
     envelope_id = envelope.id
     write_lock()
-    envelope = db.session.execute(
-        select(Envelope)
-        .where(Envelope.id == envelope_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    envelope = envelopes.lock(envelope_id)
     if _overdue(envelope):
         envelopes.expire(envelope)
     status = envelope.status
@@ -122,8 +117,10 @@ def open_link(token: str) -> tuple[Recipient | None, str | None]:
     if recipient is not None and recipient.viewed_at is None and not blocked_reason(recipient):
         # The first open is recorded once: read everything again under the write lock
         # (SQLite) or a row lock (PostgreSQL), since another tab may have been first.
+        envelope_id = recipient.envelope_id
         write_lock()
         db.session.expire_all()
+        envelopes.lock(envelope_id)  # the envelope first, as every writer does
         recipient = _by_token(digest, lock=True)
     if recipient is None:
         retired = db.session.get(RetiredLink, digest)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from portal import audit, clock, storage
 from portal.envelopes import disclosure, sealing
+from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Envelope, FieldValue, Recipient, RecipientStatus
 from portal.envelopes.operations import active_now, invite
 from portal.extensions import db
@@ -43,8 +44,11 @@ def _origin() -> Origin:
 
 
 def locked(recipient_id: int) -> Recipient:
-    """The recipient, re-read under a row lock (PostgreSQL; SQLite serialises writers)."""
+    """The recipient, re-read under row locks on its envelope and then on it (PostgreSQL;
+    SQLite serialises writers): an agent voiding or correcting it waits, or is waited for."""
     db.session.expire_all()
+    envelope_id = select(Recipient.envelope_id).where(Recipient.id == recipient_id)
+    envelopes.lock(db.session.execute(envelope_id).scalar_one())
     return db.session.execute(
         select(Recipient).where(Recipient.id == recipient_id).with_for_update()
     ).scalar_one()
