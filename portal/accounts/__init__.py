@@ -57,6 +57,8 @@ def _unauthorized() -> Response:
 
 
 def _require_own_password() -> Any:
+    if "_user_id" not in session:
+        return None  # nobody signed in here (a customer signing, say): nothing to load
     if (
         current_user.is_authenticated
         and current_user.must_change_password
