@@ -332,10 +332,14 @@ def send_reminders() -> str:
     """Remind whoever's turn it is, every N hours after the last email, at most M times."""
     now = clock.utcnow()
     sent = 0
-    for envelope in db.session.execute(select(Envelope).where(Envelope.status == "sent")).scalars():
+    candidates = db.session.execute(select(Envelope.id).where(Envelope.status == "sent"))
+    for envelope_id in candidates.scalars().all():
+        # One envelope at a time, under its lock: a recipient finishing, or the agent voiding,
+        # at this moment is seen here (no reminder), and waits for no more than this envelope.
+        envelope = lock(envelope_id)
         every = timedelta(hours=int(envelope.settings.get("reminder_every_hours") or 48))
         most = int(envelope.settings.get("reminder_max") or 0)
-        for recipient in active_now(envelope):
+        for recipient in active_now(envelope) if envelope.status == "sent" else []:
             last = recipient.last_reminded_at or recipient.sent_at
             if recipient.locked_at or last is None or recipient.reminders_sent >= most:
                 continue
@@ -344,7 +348,7 @@ def send_reminders() -> str:
                 recipient.reminders_sent += 1
                 recipient.last_reminded_at = now
                 sent += 1
-    db.session.commit()
+        db.session.commit()
     return f"{sent} reminders sent"
 
 
