@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import load_config
 from portal.extensions import (
+    add_reader,
     babel,
     csrf,
     db,
@@ -77,8 +78,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     with app.app_context():
+        reader = add_reader(app, db.engine, engine_options)
         if ping:
             ping_when_idle(db.engine)
+            if reader is not None:
+                ping_when_idle(reader)
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
             event.listen(db.engine, "begin", sqlite_begin)

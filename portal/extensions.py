@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, g, has_app_context
+from flask import Flask, current_app, g, has_app_context
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -14,7 +14,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import Engine, MetaData, Row, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
 
@@ -112,12 +112,47 @@ _guarded = False
 
 
 def reads_first() -> None:
-    """Let this request read without locking (see the note above) until ``write_lock()``."""
+    """Let this request read without locking (see the note above) until ``write_lock()``.
+
+    On PostgreSQL the session's connection is put in autocommit mode when the request first
+    reads through the session (``_guard_execute``): a request that reads only with
+    ``read_row`` takes no session connection at all.
+    """
     g.portal_reads_first = True
     _install_guards()
-    session = db.session()
-    if not session.in_transaction() and session.get_bind().dialect.name != "sqlite":
-        session.connection(execution_options=_AUTOCOMMIT)
+
+
+READER = "portal_reader"  # app.extensions: the autocommit engine ``read_row`` uses
+
+
+def add_reader(app: Flask, engine: Engine, options: dict[str, Any]) -> Engine | None:
+    """Give a PostgreSQL app a second, small engine whose connections stay in autocommit
+    mode, for ``read_row``. (Switching a pooled connection into autocommit and back for each
+    read costs more than the read.) SQLite reads through the session's deferred transaction."""
+    if engine.dialect.name == "sqlite":
+        return None
+    reader = create_engine(engine.url, isolation_level="AUTOCOMMIT", **options)
+    app.extensions[READER] = reader
+    return reader
+
+
+def dispose_engines() -> None:
+    """Close the current app's pooled connections, the reader's too (tests, forked workers)."""
+    db.engine.dispose()
+    reader = current_app.extensions.get(READER)
+    if reader is not None:
+        reader.dispose()
+
+
+def read_row(statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+    """The one row (or None) a read-only statement gives, read without a transaction on
+    PostgreSQL (each statement sees what is committed, as in the session's READ COMMITTED
+    transactions) and in the session's transaction on SQLite."""
+    reader = current_app.extensions.get(READER)
+    if reader is None:
+        return db.session.connection().execute(statement, params).one_or_none()
+    with reader.connect() as conn:
+        return conn.execute(statement, params).one_or_none()
 
 
 def _changes(conn: Any) -> int:
@@ -173,12 +208,19 @@ def write_lock(session: Session | None = None) -> bool:
 
 
 def _guard_execute(state: ORMExecuteState) -> None:
+    session = state.session
+    if (
+        not session.in_transaction()
+        and has_app_context()
+        and g.get("portal_reads_first")
+        and session.get_bind().dialect.name != "sqlite"
+    ):
+        session.connection(execution_options=_AUTOCOMMIT)  # the request's first read
     if state.is_select and getattr(state.statement, "_for_update_arg", None) is None:
         return  # a plain read
-    mode = _read_only(state.session)
+    mode = _read_only(session)
     if mode is None:
         return
-    session = state.session
     if state.is_select and not (session.new or session.dirty or session.deleted):
         write_lock(session)  # FOR UPDATE: whoever reads this way is about to change it
     elif mode == "autocommit":

@@ -99,9 +99,9 @@ def _migrate(uri: str) -> None:
     app = create_app(base_config(uri))
     with app.app_context():
         upgrade()
-        from portal.extensions import db
+        from portal.extensions import dispose_engines
 
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture(scope="session")
@@ -153,12 +153,12 @@ def make_app(database_url: str) -> Iterator[object]:
         return app
 
     yield build
-    from portal.extensions import db
+    from portal.extensions import db, dispose_engines
 
     for app in apps:
         with app.app_context():
             db.session.remove()
-            db.engine.dispose()
+            dispose_engines()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, inspect, select
 from sqlalchemy.pool import NullPool
 
 from portal.envelopes.models import Recipient
-from portal.extensions import db, limiter, reads_first, write_lock
+from portal.extensions import READER, db, limiter, reads_first, write_lock
 from tests.conftest import audit_events
 from tests.test_signing import _csrf, _path, sent  # noqa: F401 - the fixture
 
@@ -34,15 +34,17 @@ def _consented(app, sent):  # noqa: F811
 
 
 def _statements(app):
-    """Count the SQL statements the app's engine runs (a list that grows)."""
+    """Count the SQL statements the app's engines run (a list that grows): the session's
+    engine and, on PostgreSQL, the autocommit reader."""
     seen: list[str] = []
     with app.app_context():
-        engine = db.engine
+        engines = [db.engine, *([app.extensions[READER]] if READER in app.extensions else [])]
 
     def record(_conn, _cursor, statement, *_args):
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     return seen
 
 

@@ -31,7 +31,7 @@ from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.envelopes import disclosure, sealing
 from portal.envelopes.models import FINISHED, Envelope, Recipient
-from portal.extensions import db, limiter, reads_first
+from portal.extensions import db, limiter, read_row, reads_first
 from portal.library import queries
 from portal.library.models import Field
 from portal.signing import access, operations, values
@@ -215,11 +215,7 @@ def _page_signer(public_id: str) -> tuple[SignerView, EnvelopeView, str]:
     """As ``_signer``, for the document page: the recipient and its envelope as that page reads
     them, and the sender's name, in one plain query."""
     held = _held()
-    row = (
-        db.session.connection()
-        .execute(_PAGE_QUERY, {"rid": held["rid"], "public_id": public_id})
-        .one_or_none()
-    )
+    row = read_row(_PAGE_QUERY, {"rid": held["rid"], "public_id": public_id})
     if row is None:
         abort(404)
     recipient = _checked(SignerView(*row[:_SPLIT]), held)

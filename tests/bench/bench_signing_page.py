@@ -112,7 +112,7 @@ def _prepare() -> tuple[str, str]:
     from portal.accounts.models import User
     from portal.envelopes import operations as envelopes
     from portal.envelopes.operations import RecipientInput
-    from portal.extensions import db
+    from portal.extensions import db, dispose_engines
     from portal.library import operations as library
     from portal.library.models import Template
     from portal.signing import operations as signing
@@ -141,7 +141,7 @@ def _prepare() -> tuple[str, str]:
         signing.give_consent(recipient.id)
         link = urlsplit(links[recipient.id]).path
         db.session.remove()
-        db.engine.dispose()
+        dispose_engines()
     return link, public_id
 
 
@@ -420,7 +420,7 @@ def _weight(port: int, page: str, html: bytes) -> None:
 def _profile(link: str, public_id: str) -> None:
     """cProfile of PROFILE_REQUESTS page views through the Flask test client, in-process."""
     from portal import create_app
-    from portal.extensions import db
+    from portal.extensions import dispose_engines
 
     app = create_app()
     client = app.test_client()
@@ -436,7 +436,7 @@ def _profile(link: str, public_id: str) -> None:
     profiler.disable()
     elapsed = time.perf_counter() - started
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
     each = elapsed / PROFILE_REQUESTS * 1000
     for order in ("cumulative", "tottime"):
         out = io.StringIO()
