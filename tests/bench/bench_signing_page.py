@@ -22,6 +22,7 @@ Weight: the page's HTML plus every same-origin stylesheet (``link rel=stylesheet
 script (``script src``) it references, each gzipped at level 6; KB = 1024 bytes.
 
 Environment: ``BENCH_SIGNING_THREADS`` (default 4), ``BENCH_SIGNING_SECONDS`` (default 1.5),
+``BENCH_SIGNING_ROUNDS`` (default 5),
 ``BENCH_PROFILE=1`` prints a cProfile summary of PROFILE_REQUESTS page views through the
 Flask test client.
 """
@@ -54,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 THREADS = int(os.environ.get("BENCH_SIGNING_THREADS", "4"))
 WARMUP = 0.5
 DURATION = float(os.environ.get("BENCH_SIGNING_SECONDS", "1.5"))
-ROUNDS = 2
+ROUNDS = int(os.environ.get("BENCH_SIGNING_ROUNDS", "5"))
 WORKERS = 2
 READY_TIMEOUT = 30.0
 PROFILE_REQUESTS = 200
