@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -144,6 +144,19 @@ def lock(envelope_id: int) -> Envelope:
     return db.session.execute(
         select(Envelope)
         .where(Envelope.id == envelope_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def lock_recipient(recipient_id: int) -> Recipient:
+    """The recipient, read afresh under row locks on its envelope and then on it (``lock``'s
+    order): an agent's change and the recipient's own action run one after the other."""
+    envelope_id = select(Recipient.envelope_id).where(Recipient.id == recipient_id)
+    lock(db.session.execute(envelope_id).scalar_one())
+    return db.session.execute(
+        select(Recipient)
+        .where(Recipient.id == recipient_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
@@ -332,24 +345,35 @@ def send_reminders() -> str:
     """Remind whoever's turn it is, every N hours after the last email, at most M times."""
     now = clock.utcnow()
     sent = 0
-    candidates = db.session.execute(select(Envelope.id).where(Envelope.status == "sent"))
-    for envelope_id in candidates.scalars().all():
-        # One envelope at a time, under its lock: a recipient finishing, or the agent voiding,
-        # at this moment is seen here (no reminder), and waits for no more than this envelope.
-        envelope = lock(envelope_id)
-        every = timedelta(hours=int(envelope.settings.get("reminder_every_hours") or 48))
-        most = int(envelope.settings.get("reminder_max") or 0)
-        for recipient in active_now(envelope) if envelope.status == "sent" else []:
-            last = recipient.last_reminded_at or recipient.sent_at
-            if recipient.locked_at or last is None or recipient.reminders_sent >= most:
-                continue
-            if now - clock.as_utc(last) >= every:
-                invite(recipient, "system", reminder=True)
-                recipient.reminders_sent += 1
-                recipient.last_reminded_at = now
-                sent += 1
+    candidates = db.session.execute(select(Envelope).where(Envelope.status == "sent"))
+    for envelope in candidates.scalars().all():
+        if not _reminder_due(envelope, now):
+            continue
+        # Read again under the envelope's lock: a recipient finishing, or the agent voiding,
+        # at this moment is seen here (no reminder) and waits for this envelope only.
+        db.session.expire_all()
+        envelope = lock(envelope.id)
+        for recipient in _reminder_due(envelope, now) if envelope.status == "sent" else []:
+            invite(recipient, "system", reminder=True)
+            recipient.reminders_sent += 1
+            recipient.last_reminded_at = now
+            sent += 1
         db.session.commit()
     return f"{sent} reminders sent"
+
+
+def _reminder_due(envelope: Envelope, now: datetime) -> list[Recipient]:
+    """Whose turn it is and who is due a reminder (the template's every N hours, at most M)."""
+    every = timedelta(hours=int(envelope.settings.get("reminder_every_hours") or 48))
+    most = int(envelope.settings.get("reminder_max") or 0)
+    due = []
+    for recipient in active_now(envelope):
+        last = recipient.last_reminded_at or recipient.sent_at
+        if recipient.locked_at or last is None or recipient.reminders_sent >= most:
+            continue
+        if now - clock.as_utc(last) >= every:
+            due.append(recipient)
+    return due
 
 
 def create_and_send(
@@ -439,13 +463,6 @@ def _live(envelope: Envelope) -> None:
         raise EnvelopeError(f"This envelope is {envelope.status} and can no longer change.")
 
 
-def _lock_both(recipient: Recipient) -> Envelope:
-    """Lock the recipient's envelope, then the recipient (both read afresh); the envelope."""
-    envelope = lock(recipient.envelope_id)
-    db.session.refresh(recipient, with_for_update=True)
-    return envelope
-
-
 def void(envelope: Envelope, reason: str, by: User) -> None:
     """Cancel a sent envelope; every link dies at once and recipients see the reason."""
     envelope = lock(envelope.id)
@@ -463,7 +480,8 @@ def void(envelope: Envelope, reason: str, by: User) -> None:
 
 def resend(recipient: Recipient, by: User) -> str:
     """Send the recipient a new link (the old one stops working); returns the new link."""
-    envelope = _lock_both(recipient)
+    recipient = lock_recipient(recipient.id)
+    envelope = recipient.envelope
     _live(envelope)
     if recipient.finished:
         raise EnvelopeError(f"{recipient.name} has already finished.")
@@ -476,7 +494,8 @@ def resend(recipient: Recipient, by: User) -> str:
 
 def correct_email(recipient: Recipient, email: str, by: User) -> str | None:
     """Fix a recipient's email; the old link dies and, if it is their turn, a new one is sent."""
-    envelope = _lock_both(recipient)
+    recipient = lock_recipient(recipient.id)
+    envelope = recipient.envelope
     _live(envelope)
     if recipient.finished:
         raise EnvelopeError(f"{recipient.name} has already finished.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import has_request_context, request
-from sqlalchemy import select
 
 from portal import audit, clock, storage
 from portal.envelopes import disclosure, sealing
@@ -47,11 +46,7 @@ def locked(recipient_id: int) -> Recipient:
     """The recipient, re-read under row locks on its envelope and then on it (PostgreSQL;
     SQLite serialises writers): an agent voiding or correcting it waits, or is waited for."""
     db.session.expire_all()
-    envelope_id = select(Recipient.envelope_id).where(Recipient.id == recipient_id)
-    envelopes.lock(db.session.execute(envelope_id).scalar_one())
-    return db.session.execute(
-        select(Recipient).where(Recipient.id == recipient_id).with_for_update()
-    ).scalar_one()
+    return envelopes.lock_recipient(recipient_id)
 
 
 def _ready(recipient_id: int) -> Recipient:
