@@ -283,6 +283,26 @@ def signed_in(portal: Portal, make_staff):
     return build
 
 
+def demo_agent():
+    """The seeded demo agent (inside an app context, after ``portal seed-demo``)."""
+    from sqlalchemy import select
+
+    from portal.accounts.models import User
+    from portal.extensions import db
+
+    return db.session.execute(select(User).where(User.email == "agent@demo.example")).scalar_one()
+
+
+def demo_template(name: str = "Refund authorization"):
+    """A seeded demo template by name (inside an app context, after ``portal seed-demo``)."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.library.models import Template
+
+    return db.session.execute(select(Template).where(Template.name == name)).scalar_one()
+
+
 def audit_events(app: Flask, event: str | None = None) -> list:
     """The audit events recorded so far (optionally one kind), oldest first."""
     from sqlalchemy import select

@@ -19,7 +19,7 @@ from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
 from portal.mail import Message
-from tests.conftest import audit_events
+from tests.conftest import audit_events, demo_agent, demo_template
 from tests.test_envelopes import REFUND_VALUES
 
 POSTFIX_DIAGNOSTIC = (
@@ -48,15 +48,9 @@ def sent(app, runner_for, smtp):
     """The demo refund sent to zoe@example.com; returns what a bounce test needs."""
     with app.app_context():
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
-        from portal.accounts.models import User
-        from portal.library.models import Template
 
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
-        template = db.session.execute(
-            select(Template).where(Template.name == "Refund authorization")
-        ).scalar_one()
+        agent = demo_agent()
+        template = demo_template()
         people = [RecipientInput(role="customer", name="Zoë Łukasiewicz", email="zoe@example.com")]
         envelope, _links = envelopes.create_and_send(
             library.approved_version(template), REFUND_VALUES, people, by=agent

@@ -10,18 +10,15 @@ from sqlalchemy import select
 from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library import operations as library
-from portal.library.models import Template
 from portal.mail import Message
-from tests.conftest import Portal, audit_events
+from tests.conftest import Portal, audit_events, demo_template
 from tests.test_envelopes import REFUND_VALUES
 
 
 def _demo_agent(app, runner_for) -> tuple[Portal, int]:
     with app.app_context():
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
-        template = db.session.execute(
-            select(Template).where(Template.name == "Refund authorization")
-        ).scalar_one()
+        template = demo_template()
         version_id = library.approved_version(template).id
     portal = Portal(app, app.test_client())
     first = portal.password_step("agent@demo.example", "demo-agent-pass-1")

@@ -16,7 +16,7 @@ from portal.extensions import db
 from portal.library import operations as library
 from portal.library.models import Template
 from portal.mail import Message
-from tests.conftest import audit_events
+from tests.conftest import audit_events, demo_agent
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def demo(ctx, runner_for, make_staff):
     """The demo templates, approved, and an agent of their team."""
     result = runner_for(ctx).invoke(args=["portal", "seed-demo"])
     assert result.exit_code == 0, result.output
-    agent = db.session.execute(select(User).where(User.email == "agent@demo.example")).scalar_one()
+    agent = demo_agent()
     templates = {t.name: t for t in db.session.execute(select(Template)).scalars()}
     return agent, templates
 

@@ -32,7 +32,7 @@ from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library.models import Field
 from portal.mail import Message, build_email
-from tests.conftest import Portal, audit_events, write_p12
+from tests.conftest import Portal, audit_events, demo_agent, demo_template, write_p12
 from tests.test_documents import good_pdf
 from tests.test_seal import mismatched_pkcs12
 from tests.test_signing import _csrf, _path, sent  # noqa: F401
@@ -459,21 +459,15 @@ def test_a_worker_killed_mid_seal_leaves_nothing_and_the_retry_seals(
     conn = Redis.from_url(redis_server.url)
     conn.flushdb()
     app = make_app(REDIS_URL=redis_server.url, JOBS_INLINE=False)
-    from portal.accounts.models import User
     from portal.envelopes import operations as envelopes
     from portal.envelopes.operations import RecipientInput
     from portal.library import operations as library
-    from portal.library.models import Template
     from tests.test_envelopes import REFUND_VALUES
 
     with app.app_context():
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
-        tpl = db.session.execute(
-            select(Template).where(Template.name == "Refund authorization")
-        ).scalar_one()
+        agent = demo_agent()
+        tpl = demo_template()
         person = RecipientInput(role="customer", name="Ana Muñoz", email="ana@example.com")
         envelope, links = envelopes.create_and_send(
             library.approved_version(tpl), REFUND_VALUES, [person], by=agent

@@ -15,7 +15,7 @@ from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
 from portal.mail import Message
-from tests.conftest import audit_events
+from tests.conftest import audit_events, demo_agent, demo_template
 from tests.test_envelopes import REFUND_VALUES
 
 
@@ -26,14 +26,10 @@ def sent(app, runner_for):
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
 
     def send(template: str = "Refund authorization", **recipient: str):
-        from portal.accounts.models import User
-        from portal.library.models import Template
 
         with app.app_context():
-            agent = db.session.execute(
-                select(User).where(User.email == "agent@demo.example")
-            ).scalar_one()
-            tpl = db.session.execute(select(Template).where(Template.name == template)).scalar_one()
+            agent = demo_agent()
+            tpl = demo_template(template)
             version = library.approved_version(tpl)
             if template == "Refund authorization":
                 people = [
@@ -148,11 +144,7 @@ def test_links_that_do_nothing_show_a_clear_page(app, sent):
     client = app.test_client()
     assert "This link does not work" in client.get("/s/not-a-real-token").get_data(as_text=True)
     with app.app_context():
-        from portal.accounts.models import User
-
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
+        agent = demo_agent()
         recipient = db.session.get(Envelope, envelope_id).recipients[0]
         new_link = envelopes.resend(recipient, by=agent)
     replaced = client.get(_path(link))
@@ -346,19 +338,11 @@ def test_concurrent_double_submit_signs_once(app, sent):
 
 
 def test_names_and_values_with_markup_are_harmless(app, runner_for):
-    from portal.accounts.models import User
-    from portal.library.models import Template
 
     with app.app_context():
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
-        version = library.approved_version(
-            db.session.execute(
-                select(Template).where(Template.name == "Refund authorization")
-            ).scalar_one()
-        )
+        agent = demo_agent()
+        version = library.approved_version(demo_template())
         evil = "<img src=x onerror=alert(1)>"
         values = {
             **REFUND_VALUES,
@@ -389,15 +373,9 @@ def test_delivered_signing_emails_keep_no_link_in_the_outbox(make_app, smtp_serv
     smtp_server.clear()
     with app.app_context():
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
-        from portal.accounts.models import User
-        from portal.library.models import Template
 
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
-        tpl = db.session.execute(
-            select(Template).where(Template.name == "Refund authorization")
-        ).scalar_one()
+        agent = demo_agent()
+        tpl = demo_template()
         _, links = envelopes.create_and_send(
             library.approved_version(tpl),
             REFUND_VALUES,
@@ -455,14 +433,11 @@ def test_agent_previews_the_merged_document_before_sending(app, runner_for):
 
 
 def test_reassigned_completed_and_declined_links_explain_themselves(app, sent):
-    from portal.accounts.models import User
 
     # reassigned: the agent corrected the email, so the old link names that
     envelope_id, public_id, link = sent()
     with app.app_context():
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
+        agent = demo_agent()
         recipient = db.session.get(Envelope, envelope_id).recipients[0]
         new_link = envelopes.correct_email(recipient, "zoe.new@example.com", by=agent)
     page = app.test_client().get(_path(link))
@@ -500,7 +475,6 @@ def test_reassigned_completed_and_declined_links_explain_themselves(app, sent):
 
 def _void_while_signing(app, sent, delay: float) -> None:
     """One race: the agent voids ``delay`` seconds after the only signer submits."""
-    from portal.accounts.models import User
 
     envelope_id, public_id, link = sent()
     client = app.test_client()
@@ -519,9 +493,7 @@ def _void_while_signing(app, sent, delay: float) -> None:
 
     def void():
         with app.app_context():
-            agent = db.session.execute(
-                select(User).where(User.email == "agent@demo.example")
-            ).scalar_one()
+            agent = demo_agent()
             envelope = db.session.get(Envelope, envelope_id)
             barrier.wait()
             time.sleep(delay)

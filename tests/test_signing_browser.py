@@ -36,7 +36,7 @@ from tests.browser import (
     overlays_line_up,
     serious_violations,
 )
-from tests.conftest import ARTIFACTS, audit_events
+from tests.conftest import ARTIFACTS, audit_events, demo_agent, demo_template
 from tests.smtp import SmtpServer
 from tests.test_envelopes import REFUND_VALUES
 
@@ -72,14 +72,10 @@ def send(app: Flask, runner_for) -> Callable[..., Sent]:
         assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
 
     def send_it(template: str = "Refund authorization", auth_method: str = "email_otp") -> Sent:
-        from portal.accounts.models import User
-        from portal.library.models import Template
 
         with app.app_context():
-            agent = db.session.execute(
-                select(User).where(User.email == "agent@demo.example")
-            ).scalar_one()
-            tpl = db.session.execute(select(Template).where(Template.name == template)).scalar_one()
+            agent = demo_agent()
+            tpl = demo_template(template)
             version = library.approved_version(tpl)
             person = RecipientInput(
                 role="customer", name=CUSTOMER, email=EMAIL, auth_method=auth_method

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from portal.envelopes.models import Recipient
 from portal.extensions import READER, db, limiter, reads_first, write_lock
-from tests.conftest import audit_events
+from tests.conftest import audit_events, demo_template
 from tests.test_signing import _csrf, _path, sent  # noqa: F401 - the fixture
 
 
@@ -190,12 +190,9 @@ def test_document_links_are_the_routes_urls(app):
 
 def test_fields_of_approved_versions_are_read_once_per_app(app, make_app, sent):  # noqa: F811
     from portal.library import queries
-    from portal.library.models import Template
 
     with app.app_context():
-        template = db.session.execute(
-            select(Template).where(Template.name == "Refund authorization")
-        ).scalar_one()
+        template = demo_template()
         version = next(v for v in template.versions if v.status == "approved")
         fields = queries.sent_fields(version.id)
         assert [f.key for f in fields] == [f.key for f in version.fields]

@@ -19,7 +19,7 @@ from portal.extensions import db
 from portal.library import operations as library
 from portal.mail import Message
 from portal.signing.values import decode_drawing
-from tests.conftest import audit_events
+from tests.conftest import audit_events, demo_agent
 from tests.test_documents import good_pdf
 from tests.test_signing import REFUND_VALUES, _csrf, _path, sent  # noqa: F401
 
@@ -169,9 +169,7 @@ def test_parallel_signers_and_a_cc(app, runner_for):
         compliance = db.session.execute(
             select(User).where(User.email == "compliance@demo.example")
         ).scalar_one()
-        agent = db.session.execute(
-            select(User).where(User.email == "agent@demo.example")
-        ).scalar_one()
+        agent = demo_agent()
         version = library.create_from_pdf(
             "Joint consent", "consent_form", agent.team, good_pdf(), "c.pdf", by=admin
         )
