@@ -67,6 +67,9 @@ class Envelope(Model):
     # Page geometry and rendered images of the document as sent (see library pages).
     pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     images_status: Mapped[str] = mapped_column(String(20), default="pending")
+    images_error: Mapped[str | None] = mapped_column(Text)
+    images_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    images_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     void_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=clock.utcnow, index=True
@@ -124,6 +127,8 @@ class Recipient(Model):
     access_code_hash: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     viewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # First time the document itself (page, page image or PDF) was shown past the signer gate.
+    document_viewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decline_reason: Mapped[str | None] = mapped_column(Text)
     # Evidence of consent, authentication and signing (also in the audit chain).

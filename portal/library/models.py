@@ -170,6 +170,8 @@ class TemplateVersion(Model):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     images_status: Mapped[str] = mapped_column(String(20), default="pending")
     images_error: Mapped[str | None] = mapped_column(Text)
+    images_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    images_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
