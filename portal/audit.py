@@ -73,6 +73,8 @@ LABELS = {
     "recipient.code_sent": "Code sent",
     "recipient.authenticated": "Identity checked",
     "recipient.authentication_failed": "Wrong code entered",
+    "recipient.document_viewed": "Document viewed",
+    "recipient.document_downloaded": "Document as sent downloaded",
     "recipient.locked": "Locked after wrong codes",
     "recipient.field_completed": "Field completed",
     "recipient.signed": "Signed",

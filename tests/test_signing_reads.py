@@ -68,8 +68,10 @@ def _meta_token(response) -> bytes:
 
 def test_the_document_page_reads_while_a_writer_holds_a_lock(app, sent, backend):  # noqa: F811
     """Another process in the middle of a write: SQLite's database-wide write lock, or on
-    PostgreSQL an uncommitted change of this very recipient's row."""
+    PostgreSQL an uncommitted change of this very recipient's row. (The first view is a write:
+    it records ``recipient.document_viewed``; the views after it only read.)"""
     _id, public_id, _link, client = _consented(app, sent)
+    assert client.get(f"/sign/{public_id}").status_code == 200
     engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], poolclass=NullPool)
     writer = engine.connect()
     try:

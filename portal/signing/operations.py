@@ -15,7 +15,7 @@ from portal.envelopes import disclosure, sealing
 from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Envelope, FieldValue, Recipient, RecipientStatus
 from portal.envelopes.operations import active_now, invite
-from portal.extensions import db
+from portal.extensions import db, write_lock
 from portal.signing import access
 from portal.signing.values import Checked
 
@@ -63,6 +63,46 @@ def needs_consent(recipient: access.SignerState) -> bool:
 
 def needs_code(recipient: access.SignerState) -> bool:
     return recipient.auth_method != "link" and recipient.authenticated_at is None
+
+
+def next_step(recipient: access.SignerState, reason: str | None) -> str | None:
+    """What stands between the recipient and the document, given ``access.blocked_state``'s
+    reason: "finished", that reason, "consent", "code", or None when they may see it."""
+    if recipient.finished:
+        return "finished"
+    if reason:
+        return reason
+    if needs_consent(recipient):
+        return "consent"
+    if needs_code(recipient):
+        return "code"
+    return None
+
+
+def show_document(recipient_id: int, token_hash: str | None, via: str) -> str | None:
+    """Record that the recipient is shown the document: the first time, once however many
+    tabs race (``recipient.document_viewed``), and each PDF (``recipient.document_downloaded``).
+
+    Everything is read again under the locks first (the envelope may have been voided or the
+    link replaced a moment ago); returns ``next_step`` as it is then.
+    """
+    write_lock()
+    recipient = locked(recipient_id)
+    if recipient.token_hash != token_hash:
+        step: str | None = "replaced"
+    else:
+        step = next_step(recipient, access.blocked_reason(recipient))
+    if step is None:
+        envelope = recipient.envelope
+        data = {"via": via, "document_sha256": envelope.original_sha256}
+        if recipient.document_viewed_at is None:
+            recipient.document_viewed_at = clock.utcnow()
+            audit.record("recipient.document_viewed", actor=recipient, subject=envelope, data=data)
+        if via == "pdf":
+            audit.record("recipient.document_downloaded", actor=recipient, subject=envelope,
+                         data=data)  # fmt: skip
+    db.session.commit()
+    return step
 
 
 def give_consent(recipient_id: int) -> None:

@@ -3,10 +3,9 @@ and a token-free URL; every page re-checks that the session's link is still the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from babel import Locale
 from flask import (
@@ -22,24 +21,22 @@ from flask import (
 )
 from flask_babel import force_locale, gettext
 from markupsafe import Markup
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import contains_eager, load_only
 
 from portal import storage, web
-from portal.accounts.models import User
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.envelopes import disclosure, sealing
-from portal.envelopes.models import FINISHED, Envelope, Recipient
-from portal.extensions import db, limiter, read_row, reads_first
+from portal.envelopes.models import TERMINAL, Envelope, Recipient
+from portal.extensions import db, limiter, reads_first
 from portal.library import queries
 from portal.library.models import Field
-from portal.signing import access, operations, values
+from portal.signing import access, gate, operations, values
+from portal.signing.gate import EnvelopeView, SignerView
 
 bp = Blueprint("signing", __name__)
 
-SIGNER = "signer"
-_R = TypeVar("_R", "Recipient", "SignerView")
+# The steps the document page itself shows (done, disclosure, code); the PDF leads there.
+_STEPS = frozenset({"finished", "consent", "code"})
 
 
 @bp.before_request
@@ -99,135 +96,8 @@ def link(token: str) -> Any:
     )
     if (reason and not copy_waits) or recipient is None:
         return _stop(reason or "unknown", recipient)
-    session[SIGNER] = {"rid": recipient.id, "th": recipient.token_hash}
+    session[gate.SIGNER] = {"rid": recipient.id, "th": recipient.token_hash}
     return redirect(url_for("signing.document", public_id=recipient.envelope.public_id))
-
-
-# The columns of the recipient the signer's pages read (any other one loads when first used).
-_RECIPIENT_COLUMNS = load_only(
-    Recipient.id, Recipient.envelope_id, Recipient.role, Recipient.kind, Recipient.name,
-    Recipient.email, Recipient.locale, Recipient.auth_method, Recipient.status,
-    Recipient.token_hash, Recipient.consent_version, Recipient.authenticated_at,
-    Recipient.locked_at, Recipient.auth_attempts,
-)  # fmt: skip
-_WHERE = (Recipient.id == bindparam("rid"), Envelope.public_id == bindparam("public_id"))
-
-# The signer's pages and actions: the recipient with its envelope. (Statements are built once:
-# building an ORM statement costs more than running these.)
-_SIGNER_QUERY = (
-    select(Recipient)
-    .join(Recipient.envelope)
-    .where(*_WHERE)
-    .options(
-        _RECIPIENT_COLUMNS,
-        contains_eager(Recipient.envelope).load_only(
-            Envelope.id, Envelope.public_id, Envelope.template_version_id,
-            Envelope.created_by_id, Envelope.title, Envelope.status, Envelope.merge_data,
-            Envelope.pages, Envelope.expires_at, Envelope.void_reason, Envelope.document_blob_id,
-        ),
-    )
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class SignerView:
-    """The recipient as the document page reads it: this request's values, not the ORM object.
-
-    That page is the one a signer spends their time on, and loading an entity costs more than
-    the rest of its query. Steps that change the recipient, or need more of it, load the
-    recipient itself (``_loaded``).
-    """
-
-    id: int
-    role: str
-    kind: str
-    name: str
-    locale: str
-    auth_method: str
-    status: str
-    token_hash: str | None
-    consent_version: str | None
-    authenticated_at: datetime | None
-    locked_at: datetime | None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-
-@dataclass(frozen=True, slots=True)
-class EnvelopeView:
-    """The envelope as the document page reads it (see ``SignerView``)."""
-
-    id: int
-    public_id: str
-    template_version_id: int
-    title: str
-    status: str
-    expires_at: datetime | None
-    merge_data: dict[str, str]
-    pages: list[dict[str, Any]]
-
-
-def _columns(table: Any, view: type) -> list[Any]:
-    return [table.c[f.name] for f in fields(view)]
-
-
-# The document page's one query: the views' columns and the sender's name.
-_RECIPIENTS, _ENVELOPES, _USERS = Recipient.__table__, Envelope.__table__, User.__table__
-_PAGE_QUERY = (
-    select(*_columns(_RECIPIENTS, SignerView), *_columns(_ENVELOPES, EnvelopeView), _USERS.c.name)
-    .select_from(
-        _RECIPIENTS.join(_ENVELOPES, _RECIPIENTS.c.envelope_id == _ENVELOPES.c.id).join(
-            _USERS, _USERS.c.id == _ENVELOPES.c.created_by_id
-        )
-    )
-    .where(_RECIPIENTS.c.id == bindparam("rid"), _ENVELOPES.c.public_id == bindparam("public_id"))
-)
-_SPLIT = len(fields(SignerView))
-
-
-def _held() -> dict[str, Any]:
-    """Which recipient this browser session is for: ``rid`` and the link's hash ``th``."""
-    held = session.get(SIGNER) or {}
-    return {"rid": int(held.get("rid", 0) or 0), "th": held.get("th")}
-
-
-def _checked(recipient: _R | None, held: dict[str, Any]) -> _R:
-    if recipient is None:
-        abort(404)
-    if recipient.token_hash != held["th"] and not recipient.finished:
-        session.pop(SIGNER, None)  # the link was replaced: this session dies with it
-        abort(404)
-    return recipient
-
-
-def _signer(public_id: str) -> Recipient:
-    """The recipient of this browser session, for this envelope only; else 404."""
-    held = _held()
-    recipient = db.session.execute(
-        _SIGNER_QUERY, {"rid": held["rid"], "public_id": public_id}
-    ).scalar_one_or_none()
-    return _checked(recipient, held)
-
-
-def _page_signer(public_id: str) -> tuple[SignerView, EnvelopeView, str]:
-    """As ``_signer``, for the document page: the recipient and its envelope as that page reads
-    them, and the sender's name, in one plain query."""
-    held = _held()
-    row = read_row(_PAGE_QUERY, {"rid": held["rid"], "public_id": public_id})
-    if row is None:
-        abort(404)
-    recipient = _checked(SignerView(*row[:_SPLIT]), held)
-    return recipient, EnvelopeView(*row[_SPLIT:-1]), str(row[-1])
-
-
-def _loaded(view: SignerView) -> Recipient:
-    """The recipient itself, for steps that need more than the document page's view."""
-    recipient = db.session.get(Recipient, view.id)
-    if recipient is None:
-        abort(404)
-    return recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,45 +256,46 @@ def _context(
 @bp.route("/sign/<public_id>")
 def document(public_id: str) -> Any:
     """The next step for this recipient: disclosure, code, document, or done."""
-    view, envelope, sender = _page_signer(public_id)
-    reason = access.blocked_state(view, envelope)
-    consent = operations.needs_consent(view)
-    code = operations.needs_code(view)
-    if not (reason or view.finished or consent or code):  # the document, from the views
+    seen = gate.document_gate(public_id, "page")
+    if seen.step is None:  # the document, from the views
         return _page(
-            "signing/document.html", view, problems={}, form={}, sender=sender,
-            **_context(view, envelope),
+            "signing/document.html", seen.recipient, problems={}, form={}, sender=seen.sender,
+            **_context(seen.recipient, seen.envelope),
         )  # fmt: skip
-    recipient = _loaded(view)
-    if recipient.finished:
-        finished_envelope = recipient.envelope
+    return _in_the_way(seen.recipient, seen.sender)
+
+
+def _in_the_way(view: gate.SignerView, sender: str) -> Any:
+    """The page that explains what stands between the recipient and the document, decided
+    again on the recipient itself (it may have moved on since the gate read it)."""
+    recipient = gate.loaded(view)
+    envelope = recipient.envelope
+    step = operations.next_step(recipient, access.blocked_reason(recipient))
+    if step == "finished":
         return _page(
-            "signing/done.html", recipient, envelope=finished_envelope,
+            "signing/done.html", recipient, envelope=envelope,
             copy_ready=sealing.signer_copy_available(recipient),
-            copy_until=sealing.copy_until(finished_envelope),
+            copy_until=sealing.copy_until(envelope),
         )  # fmt: skip
-    if reason:
-        return _stop(reason, recipient)
-    if operations.needs_consent(recipient):
+    if step == "consent":
         text = disclosure.paragraphs(recipient.locale, str(current_app.config["ORG_NAME"]), sender)
         return _page(
-            "signing/consent.html", recipient, envelope=recipient.envelope, disclosure=text,
-            sender=sender,
-        )  # fmt: skip
-    if operations.needs_code(recipient):
+            "signing/consent.html", recipient, envelope=envelope, disclosure=text, sender=sender
+        )
+    if step == "code":
         sent = bool(session.pop("code_sent", False))
         return _page(
-            "signing/code.html", recipient, envelope=recipient.envelope, error=None, sent=sent,
+            "signing/code.html", recipient, envelope=envelope, error=None, sent=sent,
             sender=sender,
         )  # fmt: skip
-    return _page(  # it became ready in the meantime
-        "signing/document.html", recipient, problems={}, form={}, sender=sender,
-        **_context(recipient),
-    )  # fmt: skip
+    if step:
+        return _stop(step, recipient)
+    # It became ready in the meantime: through the gate again, which records the view.
+    return redirect(url_for("signing.document", public_id=envelope.public_id))
 
 
 def _act(public_id: str, action: Any) -> Any:
-    recipient = _signer(public_id)
+    recipient = gate.signer(public_id)
     try:
         action(recipient)
     except operations.SigningError as exc:
@@ -451,7 +322,7 @@ def consent(public_id: str) -> Any:
 @limiter.limit("5 per 10 minutes")
 def send_code(public_id: str) -> Any:
     """Email a fresh code."""
-    recipient = _signer(public_id)
+    recipient = gate.signer(public_id)
     if recipient.auth_method == "email_otp" and not access.blocked_reason(recipient):
         access.send_code(recipient)
         session["code_sent"] = True
@@ -463,7 +334,7 @@ def send_code(public_id: str) -> Any:
 @limiter.limit("20 per 10 minutes")
 def check_code(public_id: str) -> Any:
     """Check the emailed code or the access code."""
-    recipient = _signer(public_id)
+    recipient = gate.signer(public_id)
     reason = access.blocked_reason(recipient)
     if reason:
         return _stop(reason, recipient)
@@ -480,7 +351,7 @@ def check_code(public_id: str) -> Any:
 @bp.route("/sign/<public_id>/sign", methods=["POST"])
 def sign(public_id: str) -> Any:
     """Validate the fields on the server, then adopt and sign."""
-    recipient = _signer(public_id)
+    recipient = gate.signer(public_id)
     reason = access.blocked_reason(recipient)
     if recipient.finished:  # a second tab or a double tap: the first submit won
         return redirect(url_for("signing.document", public_id=public_id))
@@ -511,7 +382,7 @@ def review(public_id: str) -> Any:
     approve = request.form.get("decision") == "approve"
     comment = request.form.get("comment", "")
     if not approve and not comment.strip():
-        recipient = _signer(public_id)
+        recipient = gate.signer(public_id)
         with force_locale(recipient.locale):
             problems = {"comment": gettext("Say why you reject it; the sender will see it.")}
         return _page("signing/document.html", recipient, 422, problems=problems,
@@ -528,20 +399,26 @@ def decline(public_id: str) -> Any:
 
 @bp.route("/sign/<public_id>/pages/<int:number>.png")
 def page_image(public_id: str, number: int) -> Response:
-    """A page of the document, to this recipient only."""
-    recipient = _signer(public_id)
-    pages = recipient.envelope.pages or []
+    """A page of the document, to this recipient only, once past the gate."""
+    seen = gate.document_gate(public_id, "image")
+    if seen.step is not None:  # no image: 410 once the envelope ended, else 403
+        return Response(status=410 if seen.step in TERMINAL else 403)
+    pages = seen.envelope.pages or []
     if not 1 <= number <= len(pages) or not pages[number - 1].get("image_blob_id"):
         abort(404)
-    response = Response(storage.get(str(pages[number - 1]["image_blob_id"])), mimetype="image/png")
-    return response
+    return Response(storage.get(str(pages[number - 1]["image_blob_id"])), mimetype="image/png")
 
 
 @bp.route("/sign/<public_id>/document.pdf")
-def original(public_id: str) -> Response:
-    """The document exactly as sent (its SHA-256 is in the audit trail)."""
-    recipient = _signer(public_id)
-    envelope: Envelope = recipient.envelope
+def original(public_id: str) -> Any:
+    """The document exactly as sent (its SHA-256 is in the audit trail), once past the gate;
+    else the page that explains why not."""
+    seen = gate.document_gate(public_id, "pdf")
+    if seen.step is not None:
+        if seen.step in _STEPS:  # the document page shows that step
+            return redirect(url_for("signing.document", public_id=public_id), 303)
+        return _stop(seen.step, gate.loaded(seen.recipient))
+    envelope = seen.envelope
     return web.pdf_response(
         storage.get(envelope.document_blob_id), f"{envelope.public_id}.pdf", download=False
     )
@@ -550,7 +427,7 @@ def original(public_id: str) -> Response:
 @bp.route("/sign/<public_id>/signed.pdf")
 def signed_copy(public_id: str) -> Any:
     """The sealed copy, for signers and cc recipients, for SIGNER_COPY_DAYS after completion."""
-    recipient = _signer(public_id)
+    recipient = gate.signer(public_id)
     envelope: Envelope = recipient.envelope
     if not sealing.signer_copy_available(recipient):
         if envelope.seal_status == "sealed" and recipient.kind in ("signer", "cc"):
