@@ -45,6 +45,7 @@ test-deps:
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	command -v qpdf >/dev/null || missing="$$missing qpdf"; \
 	command -v oathtool >/dev/null || missing="$$missing oathtool"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \

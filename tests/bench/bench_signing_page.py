@@ -13,16 +13,20 @@ Both apps run under gunicorn with the same command line (``--workers 2``, sync w
 session cookie comes from one ``GET /s/<token>`` (not followed) plus one page view (which adds
 the CSRF token to the session, as a browser's first view does); every timed request reuses it.
 
-Load: ``wrk`` when installed, else ``http.client`` from this process, THREADS threads for
-WARMUP + DURATION seconds, counting only 200 responses after the warm-up; best of ROUNDS
-interleaved rounds per endpoint. gunicorn's sync workers close the connection after every
-response, so each request includes a TCP connect for both contenders alike.
+Load: ``wrk`` (Debian package ``wrk``, installed by ``make test-deps``), a separate process;
+without it the benchmark says so and stops. Each contender gets one WARMUP-second wrk run,
+then ROUNDS interleaved rounds (ours, baseline, ours, baseline, ...) of DURATION seconds each,
+``wrk -t2 -c CONNECTIONS``, counting only 200 responses. Each round gives a ratio (ours over
+the baseline of the same round); the reported figure is the median ratio, with min/median/max
+of the ratios and of each side's requests per second. gunicorn's sync workers close the
+connection after every response, so each request includes a TCP connect for both contenders
+alike.
 
 Weight: the page's HTML plus every same-origin stylesheet (``link rel=stylesheet``) and
 script (``script src``) it references, each gzipped at level 6; KB = 1024 bytes.
 
-Environment: ``BENCH_SIGNING_THREADS`` (default 4), ``BENCH_SIGNING_SECONDS`` (default 1.5),
-``BENCH_SIGNING_ROUNDS`` (default 5),
+Environment: ``BENCH_SIGNING_CONNECTIONS`` (default 4), ``BENCH_SIGNING_SECONDS`` (default 2,
+whole seconds), ``BENCH_SIGNING_ROUNDS`` (default 7),
 ``BENCH_PROFILE=1`` prints a cProfile summary of PROFILE_REQUESTS page views through the
 Flask test client.
 """
@@ -39,11 +43,12 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -52,10 +57,11 @@ from urllib.parse import urljoin, urlsplit
 from tests.bench.common import environment
 
 ROOT = Path(__file__).resolve().parents[2]
-THREADS = int(os.environ.get("BENCH_SIGNING_THREADS", "4"))
-WARMUP = 0.5
-DURATION = float(os.environ.get("BENCH_SIGNING_SECONDS", "1.5"))
-ROUNDS = int(os.environ.get("BENCH_SIGNING_ROUNDS", "5"))
+CONNECTIONS = int(os.environ.get("BENCH_SIGNING_CONNECTIONS", "4"))
+WRK_THREADS = 2
+WARMUP = 1  # seconds
+DURATION = int(os.environ.get("BENCH_SIGNING_SECONDS", "2"))
+ROUNDS = int(os.environ.get("BENCH_SIGNING_ROUNDS", "7"))
 WORKERS = 2
 READY_TIMEOUT = 30.0
 PROFILE_REQUESTS = 200
@@ -253,108 +259,87 @@ def _signer_cookie(port: int, link: str, public_id: str) -> tuple[str, bytes]:
 # ---------------------------------------------------------------- load
 
 
-def _load_python(port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
-    """(200 responses per second, other outcomes, client CPU share) over DURATION."""
-    started = time.monotonic()
-    counting_from = started + WARMUP
-    until = counting_from + DURATION
-    counts = [0] * THREADS
-    others = [0] * THREADS
+@dataclass(frozen=True)
+class Load:
+    """What one wrk run measured."""
 
-    def worker(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        ok = bad = 0
-        try:
-            while True:
-                try:
-                    connection.request("GET", path, headers=headers)
-                    response = connection.getresponse()
-                    response.read()
-                    status = response.status
-                except (OSError, http.client.HTTPException):
-                    connection.close()  # reopened by the next request()
-                    status = 0
-                now = time.monotonic()
-                if now >= until:
-                    break
-                if now >= counting_from:
-                    if status == 200:
-                        ok += 1
-                    else:
-                        bad += 1
-        finally:
-            connection.close()
-            counts[index] = ok
-            others[index] = bad
-
-    cpu = time.process_time()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cpu_share = (time.process_time() - cpu) / (time.monotonic() - started)
-    return sum(counts) / DURATION, sum(others), cpu_share
+    rate: float  # 200 responses per second
+    others: int  # non-2xx/3xx responses and socket errors
 
 
-def _load_wrk(wrk: str, port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
-    """(200 responses per second, other outcomes, 0) from wrk."""
+def _wrk(wrk: str, port: int, path: str, headers: dict[str, str], seconds: int) -> Load:
+    """One wrk run of ``seconds`` against ``path``."""
     header_args = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
     url = f"http://127.0.0.1:{port}{path}"
-    subprocess.run(
-        [wrk, "-t1", "-c", str(THREADS), "-d", "1s", *header_args, url],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    seconds = max(1, round(DURATION))
     out = subprocess.run(
-        [wrk, "-t2", "-c", str(THREADS), "-d", f"{seconds}s", *header_args, url],
+        [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", *header_args, url],
         check=True,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=seconds + 30,
     ).stdout
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if total is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    span = float(total.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[total.group(3)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     bad = int(non2xx.group(1)) if non2xx else 0
-    elapsed = re.search(r"requests in ([\d.]+)(ms|s|m)", out)
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}[elapsed.group(2)] if elapsed else 1.0
-    span = float(elapsed.group(1)) * scale if elapsed else float(seconds)
-    return (total - bad) / span, bad, 0.0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = sum(int(n) for n in errors.groups()) if errors else 0
+    return Load((int(total.group(1)) - bad) / span, bad + failed)
 
 
-def _load(port: int, path: str, headers: dict[str, str]) -> tuple[float, int, float]:
-    wrk = shutil.which("wrk")
-    if wrk:
-        return _load_wrk(wrk, port, path, headers)
-    return _load_python(port, path, headers)
+def _spread(values: list[float], digits: int = 0) -> str:
+    """min / median / max."""
+    return " / ".join(
+        f"{v:,.{digits}f}" for v in (min(values), statistics.median(values), max(values))
+    )
 
 
 def _throughput(portal: Server, hello: Server, page: str, cookie: str, backend: str) -> None:
-    ours = base = (0.0, 0, 0.0)
-    for _ in range(ROUNDS):  # interleaved so drift in machine load hits both alike
-        base = max(base, _load(hello.port, "/hello", {}))
-        ours = max(ours, _load(portal.port, page, {"Cookie": cookie}))
-    ratio = ours[0] / base[0] if base[0] else 0.0
+    wrk = _require_wrk()
+    ours_headers = {"Cookie": cookie}
+    _wrk(wrk, portal.port, page, ours_headers, WARMUP)  # each contender warmed up alike
+    _wrk(wrk, hello.port, "/hello", {}, WARMUP)
+    ours: list[Load] = []
+    base: list[Load] = []
+    for _ in range(ROUNDS):  # interleaved, so drift in machine load hits both alike
+        ours.append(_wrk(wrk, portal.port, page, ours_headers, DURATION))
+        base.append(_wrk(wrk, hello.port, "/hello", {}, DURATION))
+    ratios = [o.rate / b.rate if b.rate else 0.0 for o, b in zip(ours, base, strict=True)]
+    ratio = statistics.median(ratios)
     verdict = "OK" if ratio >= BUDGET_RATIO else "OVER BUDGET"
     print(
-        f"{NAME_RATE}[{backend}]: ours {ours[0]:,.0f} req/s / baseline {base[0]:,.0f} req/s"
-        f" = {ratio:.2f} (budget {BUDGET_RATIO:.2f}) {verdict}",
+        f"{NAME_RATE}[{backend}]: ours {statistics.median(o.rate for o in ours):,.0f} req/s"
+        f" / baseline {statistics.median(b.rate for b in base):,.0f} req/s"
+        f" = {ratio:.2f} median (budget {BUDGET_RATIO:.2f}) {verdict}",
         flush=True,
     )
-    client = "wrk" if shutil.which("wrk") else f"http.client, {THREADS} threads"
-    share = (
-        f"; client CPU {ours[2]:.0%} / {base[2]:.0%} of one core"
-        if client.startswith("http")
-        else ""
+    print(
+        f"  ratio min/median/max {_spread(ratios, 2)}; req/s min/median/max: ours"
+        f" {_spread([o.rate for o in ours])}, baseline {_spread([b.rate for b in base])}",
+        flush=True,
     )
     print(
         f"  GET {page} (signer cookie) vs GET /hello, gunicorn --workers {WORKERS} (sync),"
-        f" {client}, best of {ROUNDS} x {DURATION:g} s after {WARMUP:g} s warm-up,"
-        f" {os.cpu_count()} CPUs{share}; non-200: {ours[1]} / {base[1]}",
+        f" wrk -t{WRK_THREADS} -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {DURATION} s each"
+        f" after {WARMUP} s warm-up, {os.cpu_count()} CPUs, load average"
+        f" {' '.join(f'{v:.2f}' for v in os.getloadavg())};"
+        f" non-200 or errors: {sum(o.others for o in ours)} / {sum(b.others for b in base)}",
         flush=True,
     )
+
+
+def _require_wrk() -> str:
+    """wrk's path; the benchmark stops when it is not installed (no in-process client: one
+    would share the CPUs with the servers it measures and flatter the slower one)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError(
+            "wrk is not installed: run `make test-deps` (or `apt-get install wrk`); "
+            "the signer page benchmark needs it as its load client"
+        )
+    return wrk
 
 
 # ---------------------------------------------------------------- weight
@@ -485,6 +470,7 @@ def run() -> None:
     """Embedded mode (SQLite) and the production setup (PostgreSQL), same gunicorn settings."""
     from tests.services import PostgresServer
 
+    _require_wrk()
     with tempfile.TemporaryDirectory(prefix="portal-bench-signing-") as folder:
         Path(folder, "bench_portal_wsgi.py").write_text(PORTAL_WSGI)
         Path(folder, "bench_hello_wsgi.py").write_text(HELLO_WSGI)
