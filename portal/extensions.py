@@ -126,14 +126,26 @@ READER = "portal_reader"  # app.extensions: the autocommit engine ``read_row`` u
 
 
 def add_reader(app: Flask, engine: Engine, options: dict[str, Any]) -> Engine | None:
-    """Give a PostgreSQL app a second, small engine whose connections stay in autocommit
-    mode, for ``read_row``. (Switching a pooled connection into autocommit and back for each
-    read costs more than the read.) SQLite reads through the session's deferred transaction."""
-    if engine.dialect.name == "sqlite":
-        return None
+    """Give the app a second, small engine whose connections stay in autocommit mode, for
+    ``read_row``. (On PostgreSQL switching a pooled connection into autocommit and back for
+    each read costs more than the read; on SQLite the session's BEGIN, ROLLBACK and
+    transaction bookkeeping do.) An in-memory SQLite database reads through the session."""
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite and engine.url.database in (None, "", ":memory:"):
+        return None  # another engine would open another, empty database
     reader = create_engine(engine.url, isolation_level="AUTOCOMMIT", **options)
+    if sqlite:
+        event.listen(reader, "connect", _sqlite_reader)
     app.extensions[READER] = reader
     return reader
+
+
+def _sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit: each SELECT is its own read of what is committed (WAL: writers never wait).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")  # it only reads: a write through it fails
+    cursor.close()
 
 
 def dispose_engines() -> None:
@@ -145,9 +157,9 @@ def dispose_engines() -> None:
 
 
 def read_row(statement: Any, params: dict[str, Any]) -> Row[Any] | None:
-    """The one row (or None) a read-only statement gives, read without a transaction on
-    PostgreSQL (each statement sees what is committed, as in the session's READ COMMITTED
-    transactions) and in the session's transaction on SQLite."""
+    """The one row (or None) a read-only statement gives, read without a transaction (the
+    statement sees what is committed, as in the session's READ COMMITTED transactions on
+    PostgreSQL); through the session only for an in-memory SQLite database."""
     reader = current_app.extensions.get(READER)
     if reader is None:
         return db.session.connection().execute(statement, params).one_or_none()
