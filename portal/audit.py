@@ -20,7 +20,7 @@ from flask import has_request_context, request
 from sqlalchemy import BigInteger, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import clock
+from portal import clock, text
 from portal.extensions import Model, db
 
 GENESIS = "0" * 64
@@ -227,11 +227,14 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _request_origin() -> tuple[str | None, str | None]:
+def request_origin() -> tuple[str | None, str | None]:
+    """The request's IP address and User-Agent as stored (None outside a request)."""
     if not has_request_context():
         return (None, None)
-    agent = request.headers.get("User-Agent")
-    return (request.remote_addr, agent[:512] if agent else None)
+    # Headers are not checked like form fields (portal.web): drop what cannot be stored.
+    agent = text.without_controls(request.headers.get("User-Agent", ""))[:512]
+    ip = text.without_controls(request.remote_addr or "")[:64]
+    return (ip or None, agent or None)
 
 
 def record(
@@ -247,7 +250,7 @@ def record(
     head = db.session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
-    req_ip, req_agent = _request_origin()
+    req_ip, req_agent = request_origin()
     actor_ref = _ref(actor)
     subject_type, subject_id, _label = _ref(subject) if subject is not None else (None, None, None)
     fields: dict[str, Any] = {

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from portal.extensions import htmx
+from portal.text import first_refused
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,43 @@ def _csrf_error(exc: CSRFError) -> tuple[str, int]:
     )
 
 
+# Where a refused character was found, and what the person can do about it.
+REFUSED_INPUT = {
+    "form": "Something typed into the form contains an invisible control character (such as "
+    "a NUL byte) that the portal does not accept. Retype the text and try again; "
+    "nothing was changed.",
+    "address": "The page address contains an invisible control character (such as a NUL "
+    "byte) that the portal does not accept. Check the link or the search and try again; "
+    "nothing was changed.",
+    "file": "The name of the file you chose contains an invisible control character (such "
+    "as a NUL byte) that the portal does not accept. Rename the file and upload it again; "
+    "nothing was changed.",
+}
+
+
+def _refused_input() -> str | None:
+    """Which part of the request carries a character no request may carry (``portal.text``)."""
+    parts: tuple[tuple[str, Any], ...] = (
+        ("address", request.view_args.values() if request.view_args else ()),
+        ("address", request.args.items(multi=True)),
+    )
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        files = ((key, upload.filename or "") for key, upload in request.files.items(multi=True))
+        parts += (("form", request.form.items(multi=True)), ("file", files))
+    for where, values in parts:
+        for value in values:
+            pieces = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(p, str) and first_refused(p) for p in pieces):
+                return REFUSED_INPUT[where]
+    return None
+
+
+def _refuse_control_characters() -> tuple[str, int] | None:
+    """One check for every form, query string, path value and file name (see ``portal.text``)."""
+    problem = _refused_input()
+    return error_response(400, problem) if problem else None
+
+
 def _server_error(exc: InternalServerError) -> tuple[str, int]:
     log.error(
         "Unhandled error on %s %s", request.method, request.path, exc_info=exc.original_exception
@@ -230,6 +268,7 @@ def install(app: Flask) -> None:
     """Register headers and error pages on the app."""
     app.context_processor(_translations)
     app.jinja_env.globals["static_url"] = static_url
+    app.before_request(_refuse_control_characters)
     app.after_request(_security_headers)
     if app.config.get("PRODUCTION"):
         app.after_request(_hsts)

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app, has_request_context, request
+from flask import current_app
 from sqlalchemy import or_, select
 
 from portal import audit, clock, jobs
@@ -32,8 +32,7 @@ def start(user: User) -> str:
     """Open a new session for the user (in the caller's transaction); return the cookie id."""
     raw = secrets.token_urlsafe(32)
     now = clock.utcnow()
-    ip = request.remote_addr if has_request_context() else None
-    agent = request.headers.get("User-Agent", "")[:512] if has_request_context() else None
+    ip, agent = audit.request_origin()
     db.session.add(
         StaffSession(
             id=_digest(raw), user=user, created_at=now, last_seen_at=now, ip=ip, user_agent=agent

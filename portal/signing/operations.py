@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import has_request_context, request
-
 from portal import audit, clock, storage
 from portal.envelopes import disclosure, sealing
 from portal.envelopes import operations as envelopes
@@ -37,9 +35,7 @@ class Origin:
 
 
 def _origin() -> Origin:
-    if not has_request_context():
-        return Origin(None, None)
-    return Origin(request.remote_addr, (request.headers.get("User-Agent") or "")[:512] or None)
+    return Origin(*audit.request_origin())
 
 
 def locked(recipient_id: int) -> Recipient:
