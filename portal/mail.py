@@ -43,6 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import audit, clock, jobs, storage
 from portal.extensions import Model, db
+from portal.text import printable
 
 KINDS = ("signing_request", "reminder", "completed", "otp", "notice", "test")  # add new kinds here
 RETRY_INTERVALS = (10, 60, 300, 900, 3600)  # RQ's retries of one job, in seconds
@@ -106,7 +107,7 @@ def mask_address(address: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    return " ".join(value.split())
+    return " ".join(printable(value).split())
 
 
 def _sender_domain() -> str:
@@ -201,14 +202,15 @@ def render(template_name: str, locale: str = "en", **context: Any) -> tuple[str,
     Returns ``(subject, text, html)``: the subject on one line, the text part plain, the HTML
     autoescaped. A translation in ``templates/mail/<locale>/<name>.*`` is used when present;
     ``_()`` works in the templates with the message's locale. The context always has
-    ``org_name``, ``base_url`` (``PUBLIC_BASE_URL``, for links) and ``locale``.
+    ``org_name``, ``base_url`` (``PUBLIC_BASE_URL``, for links) and ``locale``. Its strings
+    (names, titles, reasons) are made ``printable``: nothing in them reorders the text.
     """
     locale = _known_locale(locale)
     values = {
         "org_name": current_app.config["ORG_NAME"],
         "base_url": current_app.config["PUBLIC_BASE_URL"],
         "locale": locale,
-        **context,
+        **{key: printable(v) if isinstance(v, str) else v for key, v in context.items()},
     }
 
     def one(suffix: str) -> str:

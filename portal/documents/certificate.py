@@ -61,6 +61,7 @@ from reportlab.platypus import (
 )
 
 from portal.clock import as_utc
+from portal.text import printable
 
 from .authoring.fonts import FONT_DIR, _Fonts, _fonts
 from .authoring.styles import _CODE_FILL, _HEADER_FILL, _HEADING_INK, _INK, _MUTED, _RULE
@@ -1451,11 +1452,24 @@ def _timeline(data: CertificateData, width: float) -> list[Flowable]:
 # --------------------------------------------------------------------------- entry point
 
 
+def _printable(value: Any) -> Any:
+    """The evidence with every string made ``printable``: no characters that reorder text."""
+    if isinstance(value, str):
+        return printable(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _printable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_printable(item) for item in value)
+    return value
+
+
 def render_certificate(data: CertificateData) -> bytes:
     """The certificate (or audit report, or interim report) as PDF bytes (A4).
 
     Same input, same bytes (the PDF is written with reportlab's ``invariant`` mode).
     """
+    data = _printable(data)
     look = _look()
     fonts = look.fonts
     heading = _heading_for(data)

@@ -46,6 +46,7 @@ from reportlab.pdfgen.canvas import Canvas
 from portal.documents.authoring.fonts import _fonts
 from portal.documents.geometry import Rect
 from portal.documents.inspect import PageBox
+from portal.text import printable
 
 StampKind = Literal["text", "check", "image", "signature_text"]
 KINDS: tuple[StampKind, ...] = ("text", "check", "image", "signature_text")
@@ -132,7 +133,8 @@ def _fit_text(
 def _draw_text(canvas: Canvas, frame: _Frame, text: str, *, signature: bool) -> None:
     """One line of text, left-aligned and vertically centred in the frame."""
     fonts = _fonts()
-    line = " ".join(text.split())  # one line: newlines, tabs and runs of spaces become one space
+    # One line (newlines, tabs and runs of spaces become one space), nothing that reorders it.
+    line = " ".join(printable(text).split())
     if not line:
         return
     if signature:

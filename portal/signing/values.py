@@ -16,6 +16,7 @@ from portal import clock
 from portal.envelopes.models import Envelope, Recipient
 from portal.library import rules
 from portal.library.models import Field
+from portal.text import printable
 
 MAX_ATTACHMENT = 10 * 1024 * 1024
 MAX_SIGNATURE = 512 * 1024
@@ -143,7 +144,7 @@ def check(
                 out.problems[item.key] = _("Attach a photo (JPEG or PNG) or a PDF.")
             else:
                 out.files[item.key] = (upload.data, kind)
-                out.values[item.key] = upload.filename[:200]
+                out.values[item.key] = printable(upload.filename)[:200]
             continue
         problem = rules.problem(item, current.get(item.key), current)
         if problem:
