@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from wtforms import SelectChoice
 
-from portal import audit, web
+from portal import audit, text, web
 from portal.accounts import admin, sessions, signin
 from portal.accounts.access import check_roles
 from portal.accounts.forms import RoleTeamForm, TeamForm, UserForm
@@ -51,10 +51,9 @@ def _user_or_404(user_id: int) -> User:
 
 def _search(query: str) -> list[User]:
     stmt = select(User).order_by(User.active.desc(), User.name)
-    if query:
-        like = f"%{query.strip().lower()}%"
+    if query.strip():
         stmt = stmt.outerjoin(Team).where(
-            or_(User.email.ilike(like), User.name.ilike(like), Team.name.ilike(like))
+            or_(*(text.contains(column, query) for column in (User.email, User.name, Team.name)))
         )
     return list(db.session.execute(stmt.limit(200)).unique().scalars())
 

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
-from portal import web
+from portal import text, web
 from portal.accounts.access import can_see_team, roles_required, sees_all_teams, team_scope
 from portal.envelopes import operations as ops
 from portal.envelopes import sealing
@@ -43,14 +43,13 @@ def _envelopes(query: str, status: str) -> list[Envelope]:
     stmt = team_scope(stmt, Envelope.team_id, current_user)
     if status:
         stmt = stmt.where(Envelope.status == status)
-    if query:
-        like = f"%{query.strip()}%"
+    if query.strip():
         stmt = stmt.where(
             or_(
-                Envelope.title.ilike(like),
-                Envelope.ticket_id.ilike(like),
+                text.contains(Envelope.title, query),
+                text.contains(Envelope.ticket_id, query),
                 Envelope.recipients.any(
-                    or_(Recipient.name.ilike(like), Recipient.email.ilike(like))
+                    or_(text.contains(Recipient.name, query), text.contains(Recipient.email, query))
                 ),
             )
         )

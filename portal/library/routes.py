@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms import SelectChoice
 
-from portal import storage, web
+from portal import storage, text, web
 from portal.accounts.access import roles_required, team_scope
 from portal.accounts.models import Team
 from portal.documents.inspect import PdfProblem
@@ -72,9 +72,10 @@ def _matches(row: dict[str, Any], status: str) -> bool:
 def _search(query: str, document_type: str, status: str) -> list[dict[str, Any]]:
     stmt = select(Template).order_by(Template.name).limit(500)
     stmt = team_scope(stmt, Template.team_id, current_user)
-    if query:
-        like = f"%{query.strip()}%"
-        stmt = stmt.where(or_(Template.name.ilike(like), Template.document_type.ilike(like)))
+    if query.strip():
+        stmt = stmt.where(
+            or_(text.contains(Template.name, query), text.contains(Template.document_type, query))
+        )
     if document_type in DOCUMENT_TYPE_LABELS:
         stmt = stmt.where(Template.document_type == document_type)
     rows = [_summary(t) for t in db.session.execute(stmt).scalars()]
