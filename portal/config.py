@@ -70,8 +70,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_IDLE_MINUTES", "30", "A staff session ends after this long without requests."),
     Setting("SESSION_ABSOLUTE_HOURS", "12", "A staff session ends this long after sign-in."),
     Setting("LOGIN_RATE_LIMIT", "20 per minute", "Sign-in attempts allowed per IP address."),
-    Setting("LOCKOUT_THRESHOLD", "5", "Failed password or code attempts before an account locks."),
-    Setting("LOCKOUT_MINUTES", "15", "How long a locked account stays locked."),
+    Setting(
+        "LOCKOUT_THRESHOLD",
+        "5",
+        "Failed password or code attempts on one account from one IP address (IPv6: one /64) "
+        "before that address is locked out of that account.",
+    ),
+    Setting("LOCKOUT_MINUTES", "15", "How long an address stays locked out of an account."),
+    Setting(
+        "LOCKOUT_ACCOUNT_HOURLY",
+        "100",
+        "Failed attempts on one account within an hour, from all addresses together, after "
+        "which only addresses the user signed in from in the last 30 days may try, for an hour.",
+    ),
     Setting(
         "ORG_NAME", "Signing Portal", "Organisation name shown in pages and authenticator apps."
     ),
@@ -201,6 +212,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "LOGIN_RATE_LIMIT": values["LOGIN_RATE_LIMIT"],
         "LOCKOUT_THRESHOLD": int(str(values["LOCKOUT_THRESHOLD"])),
         "LOCKOUT_MINUTES": int(str(values["LOCKOUT_MINUTES"])),
+        "LOCKOUT_ACCOUNT_HOURLY": int(str(values["LOCKOUT_ACCOUNT_HOURLY"])),
         "ORG_NAME": values["ORG_NAME"],
         "SEAL_PKCS12_PATH": str(values["SEAL_PKCS12_PATH"] or ""),
         "SEAL_PKCS12_PASSWORD": str(values["SEAL_PKCS12_PASSWORD"] or ""),

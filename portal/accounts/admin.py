@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 
 from portal import audit, storage
-from portal.accounts import credentials, sessions
+from portal.accounts import credentials, sessions, throttle
 from portal.accounts.models import RecoveryCode, Role, Team, User
 from portal.extensions import db
 
@@ -62,7 +62,6 @@ def create_user(
         password_hash=credentials.hash_password(secret),
         must_change_password=one_time,
         active=True,
-        failed_attempts=0,
     )
     db.session.add(user)
     db.session.flush()
@@ -134,18 +133,16 @@ def reactivate(user: User, by: User) -> None:
     if user.active:
         return
     user.active = True
-    user.failed_attempts = 0
-    user.locked_until = None
+    throttle.unlock(user)
     audit.record("user.reactivated", actor=by, subject=user)
     db.session.commit()
 
 
 def unlock(user: User, by: User) -> None:
-    """Lift a lockout before it runs out."""
-    if not user.is_locked():
+    """Lift every lockout of the account (from any source) before it runs out."""
+    if not throttle.is_locked(user):
         return
-    user.locked_until = None
-    user.failed_attempts = 0
+    throttle.unlock(user)
     audit.record("user.unlocked", actor=by, subject=user)
     db.session.commit()
 
@@ -178,8 +175,7 @@ def reset_password(user: User, by: User) -> str:
     secret = credentials.generate_password()
     user.password_hash = credentials.hash_password(secret)
     user.must_change_password = True
-    user.failed_attempts = 0
-    user.locked_until = None
+    throttle.unlock(user)
     ended = sessions.end_all(user, "password_reset")
     audit.record("user.password_reset", actor=by, subject=user, data={"sessions_ended": ended})
     db.session.commit()

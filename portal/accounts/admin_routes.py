@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from wtforms import SelectChoice
 
 from portal import audit, text, web
-from portal.accounts import admin, sessions, signin
+from portal.accounts import admin, sessions, signin, throttle
 from portal.accounts.access import check_roles
 from portal.accounts.forms import RoleTeamForm, TeamForm, UserForm
 from portal.accounts.models import Role, Team, User
@@ -66,6 +66,7 @@ def users() -> str:
         "accounts/admin/users.html",
         "accounts/admin/_user_rows.html",
         users=_search(query),
+        locked_ids=throttle.locked_user_ids(),
         q=query,
         team_form=TeamForm(),
         teams=_teams(),
@@ -102,6 +103,8 @@ def _detail_context(user: User, form: RoleTeamForm | None = None) -> dict[str, A
         "user": user,
         "form": form,
         "live": sessions.live_sessions(user),
+        "locks": throttle.locks(user),
+        "locked": throttle.is_locked(user),
         "remaining": signin.remaining_recovery_codes(user),
         "events": audit.history(user, limit=25),
     }

@@ -6,7 +6,16 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
@@ -56,7 +65,9 @@ class User(UserMixin, Model):
     totp_pending_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blob.id"))
     totp_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)  # no longer counted
+    # Until when only the places the user signed in from recently may try: set when the
+    # account reaches LOCKOUT_ACCOUNT_HOURLY failures (see ``signin_throttle``).
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
@@ -117,3 +128,25 @@ class StaffSession(Model):
     @property
     def audit_ref(self) -> tuple[str, str, str]:
         return ("staff_session", self.id[:16], "")
+
+
+class SigninThrottle(Model):
+    """Failed sign-in attempts on one account from one source (an IP address, IPv6 per /64).
+
+    Failures lock the source out of the account, not the account itself: whoever guesses
+    from one place cannot keep the real user out from another (OWASP ASVS 2.2.1).
+    """
+
+    __tablename__ = "signin_throttle"
+    __table_args__ = (UniqueConstraint("user_id", "source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since the last success or lock
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def is_locked(self) -> bool:
+        return self.locked_until is not None and clock.as_utc(self.locked_until) > clock.utcnow()

@@ -118,7 +118,7 @@ def code() -> Any:
                 )
             return _after_login()
         error = outcome.message
-        if user.is_locked():
+        if outcome.locked:
             session.pop("pending", None)
     return render_template("accounts/code.html", form=form, error=error, user=user)
 
@@ -148,6 +148,10 @@ def enrol() -> Any:
                 first_time=True,
             )
         error = outcome.message
+        if outcome.locked:
+            session.pop("pending", None)
+            flash(error, "error")
+            return redirect(url_for("auth.login"))
     secret = signin.enrolment_secret(user)
     uri = credentials.provisioning_uri(secret, user.email, str(current_app.config["ORG_NAME"]))
     return render_template(

@@ -1,19 +1,21 @@
-"""Signing in: password, then always a TOTP code (or a recovery code); enrolment; lockout."""
+"""Signing in: password, then always a TOTP code (or a recovery code); enrolment; lockout.
+
+Failures are counted per account and source together (``throttle``). The password step
+answers unknown, inactive and locked accounts exactly as it answers a wrong password.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, select
 
 from portal import audit, clock, storage
-from portal.accounts import credentials, sessions
+from portal.accounts import credentials, sessions, throttle
 from portal.accounts.models import RecoveryCode, User
-from portal.extensions import db
+from portal.extensions import db, write_lock
 
-GENERIC_FAILURE = "That email and password do not match an active account."
 WRONG_CODE = "That code is not right. Check your authenticator app and try again."
 REPLAYED_CODE = "That code was already used. Wait for the next code in your app."
 
@@ -27,45 +29,43 @@ class Outcome:
     message: str = ""
     target: str = ""
     recovery_codes: list[str] = field(default_factory=list)
+    locked: bool = False  # this source may not try again for a while
 
 
-def _lock_message(user: User) -> str:
-    assert user.locked_until is not None
-    left = clock.as_utc(user.locked_until) - clock.utcnow()
-    minutes = max(1, int(left.total_seconds() // 60) + 1)
+def generic_failure() -> str:
+    """The password step's one answer to every failure: wrong password, unknown, inactive
+    or locked account alike, so that it tells nobody which accounts exist or are locked."""
+    cfg = current_app.config
     return (
-        f"This account is locked after too many failed attempts. Try again in {minutes} "
-        f"minute{'s' if minutes != 1 else ''}, or ask an admin to unlock it."
+        "That email and password do not match an active account. After "
+        f"{cfg['LOCKOUT_THRESHOLD']} failed attempts, sign-in from your network pauses for "
+        f"{cfg['LOCKOUT_MINUTES']} minutes; an admin can end the pause sooner."
+    )
+
+
+def locked_message() -> str:
+    """What someone who already gave the right password is told when their source is locked."""
+    return (
+        "Too many failed attempts: sign-in from your network is paused for up to "
+        f"{current_app.config['LOCKOUT_MINUTES']} minutes. Sign in again later, or ask an admin "
+        "to end the pause."
     )
 
 
 def _fail(user: User, event: str, reason: str) -> Outcome:
-    """Count a failed password or code attempt; lock the account at the threshold."""
-    cfg = current_app.config
-    user.failed_attempts = (user.failed_attempts or 0) + 1
-    audit.record(
-        event, actor=user, subject=user, data={"reason": reason, "attempt": user.failed_attempts}
-    )
-    if user.failed_attempts >= int(cfg["LOCKOUT_THRESHOLD"]):
-        user.locked_until = clock.utcnow() + timedelta(minutes=int(cfg["LOCKOUT_MINUTES"]))
-        audit.record(
-            "auth.account.locked",
-            actor=user,
-            subject=user,
-            data={"failed_attempts": user.failed_attempts, "minutes": int(cfg["LOCKOUT_MINUTES"])},
-        )
-        user.failed_attempts = 0
-        db.session.commit()
-        return Outcome(False, user, _lock_message(user))
+    """Count a failed password or code from this source; it may lock the source out."""
+    locked = throttle.failed(user, throttle.source(), event, reason)
     db.session.commit()
-    message = GENERIC_FAILURE if event == "auth.login.failed" else WRONG_CODE
-    if reason == "replayed_code":
-        message = REPLAYED_CODE
-    return Outcome(False, user, message)
+    if event == "auth.login.failed":
+        return Outcome(False, None, generic_failure(), locked=locked)
+    if locked:
+        return Outcome(False, user, locked_message(), locked=True)
+    return Outcome(False, user, REPLAYED_CODE if reason == "replayed_code" else WRONG_CODE)
 
 
 def check_password(email: str, password: str) -> Outcome:
     """First step: email and password. Success means "now ask for a code"."""
+    write_lock()
     address = email.strip().lower()
     user = db.session.execute(select(User).where(User.email == address)).scalar_one_or_none()
     matches = credentials.check_password(user.password_hash if user else None, password)
@@ -73,18 +73,16 @@ def check_password(email: str, password: str) -> Outcome:
         audit.record(
             "auth.login.failed",
             actor=("anonymous", None, address[:254]),
-            data={"reason": "unknown_email"},
+            data={"reason": "unknown_email", "source": throttle.source()},
         )
         db.session.commit()
-        return Outcome(False, None, GENERIC_FAILURE)
-    if user.is_locked():
-        audit.record("auth.login.failed", actor=user, subject=user, data={"reason": "locked"})
+        return Outcome(False, None, generic_failure())
+    refusal = _refusal(user)
+    if refusal:
+        audit.record("auth.login.failed", actor=user, subject=user,
+                     data={"reason": refusal, "source": throttle.source()})  # fmt: skip
         db.session.commit()
-        return Outcome(False, user, _lock_message(user))
-    if not user.active:
-        audit.record("auth.login.failed", actor=user, subject=user, data={"reason": "inactive"})
-        db.session.commit()
-        return Outcome(False, None, GENERIC_FAILURE)
+        return Outcome(False, None, generic_failure(), locked=refusal == "locked")
     if not matches:
         return _fail(user, "auth.login.failed", "wrong_password")
     audit.record("auth.login.password_ok", actor=user, subject=user)
@@ -92,14 +90,26 @@ def check_password(email: str, password: str) -> Outcome:
     return Outcome(True, user)
 
 
-def _usable(user: User) -> Outcome | None:
+def _refusal(user: User) -> str | None:
+    """Why the account may not even try from here: "inactive", "locked" or None."""
     if not user.active:
-        return Outcome(False, None, GENERIC_FAILURE)
-    if user.is_locked():
-        audit.record("auth.mfa.failed", actor=user, subject=user, data={"reason": "locked"})
-        db.session.commit()
-        return Outcome(False, user, _lock_message(user))
+        return "inactive"
+    if throttle.refused(user, throttle.source()):
+        return "locked"
     return None
+
+
+def _usable(user: User) -> Outcome | None:
+    write_lock()
+    refusal = _refusal(user)
+    if refusal is None:
+        return None
+    if refusal == "inactive":
+        return Outcome(False, None, generic_failure())
+    audit.record("auth.mfa.failed", actor=user, subject=user,
+                 data={"reason": "locked", "source": throttle.source()})  # fmt: skip
+    db.session.commit()
+    return Outcome(False, user, locked_message(), locked=True)
 
 
 def _accept_totp(user: User, secret: str, code: str) -> str | None:
@@ -161,7 +171,7 @@ def check_code(user: User, code: str) -> tuple[Outcome, str | None]:
 
 def _complete(user: User, method: str) -> str:
     """Open the session, reset counters, record the sign-in, commit; return the cookie id."""
-    user.failed_attempts = 0
+    throttle.succeeded(user, throttle.source())
     user.last_login_at = clock.utcnow()
     raw_sid = sessions.start(user)
     audit.record("auth.login.succeeded", actor=user, subject=user, data={"method": method})
@@ -213,9 +223,12 @@ def confirm_enrolment(user: User, code: str) -> tuple[Outcome, str | None]:
 
 def regenerate_recovery_codes(user: User, password: str) -> Outcome:
     """New recovery codes after the password is entered again; the old ones stop working."""
+    blocked = _usable(user)
+    if blocked:
+        return blocked
     if not credentials.check_password(user.password_hash, password):
         outcome = _fail(user, "auth.reauth.failed", "wrong_password")
-        outcome.message = outcome.message if user.is_locked() else "That password is not right."
+        outcome.message = outcome.message if outcome.locked else "That password is not right."
         return outcome
     codes = _replace_recovery_codes(user)
     audit.record("auth.recovery_codes.regenerated", actor=user, subject=user)
@@ -225,10 +238,14 @@ def regenerate_recovery_codes(user: User, password: str) -> Outcome:
 
 def change_password(user: User, current: str, new: str) -> Outcome:
     """Change one's own password after entering the current one."""
+    blocked = _usable(user)
+    if blocked:
+        blocked.target = "current"
+        return blocked
     if not credentials.check_password(user.password_hash, current):
         outcome = _fail(user, "auth.reauth.failed", "wrong_password")
         outcome.message = (
-            outcome.message if user.is_locked() else "Your current password is not right."
+            outcome.message if outcome.locked else "Your current password is not right."
         )
         outcome.target = "current"
         return outcome
