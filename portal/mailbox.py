@@ -1,6 +1,8 @@
 """The development mailbox: every outgoing message, readable without an SMTP server.
 
-Only in development (404 in production) and only for signed-in staff. A message page shows
+Only in development (404 in production) and only for signed-in staff, scoped like the
+console: agents read the messages about their team's envelopes and those addressed to
+themselves; compliance and admins read them all. A message page shows
 the text part and the links found in it (so signing links can be followed), and the HTML part
 in a sandboxed frame whose document is served with its own strict Content-Security-Policy.
 """
@@ -8,11 +10,14 @@ in a sandboxed frame whose document is served with its own strict Content-Securi
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template
-from sqlalchemy import func, select
+from flask_login import current_user
+from sqlalchemy import Select, func, or_, select
 
-from portal.accounts.access import roles_required
+from portal.accounts.access import roles_required, sees_all_teams, team_scope
+from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.mail import NO_SERVER, Message
 
@@ -51,8 +56,23 @@ def _development_only() -> None:
         abort(404)
 
 
+def _visible(stmt: Select[Any]) -> Select[Any]:
+    """Only the messages the signed-in user may read (see the module's note)."""
+    if sees_all_teams(current_user):
+        return stmt
+    team_envelopes = team_scope(select(Envelope.id), Envelope.team_id, current_user)
+    return stmt.where(
+        or_(
+            Message.envelope_id.in_(team_envelopes),
+            func.lower(Message.to_address) == current_user.email.lower(),
+        )
+    )
+
+
 def _message_or_404(message_id: int) -> Message:
-    message = db.session.get(Message, message_id)
+    message = db.session.execute(
+        _visible(select(Message).where(Message.id == message_id))
+    ).scalar_one_or_none()
     if message is None:
         abort(404)
     return message
@@ -63,12 +83,13 @@ def _message_or_404(message_id: int) -> Message:
 def index() -> str:
     """The newest messages first."""
     messages = db.session.execute(
-        select(Message).order_by(Message.id.desc()).limit(LIMIT)
+        _visible(select(Message)).order_by(Message.id.desc()).limit(LIMIT)
     ).scalars()
-    total = db.session.scalar(select(func.count()).select_from(Message)) or 0
+    total = db.session.scalar(_visible(select(func.count(Message.id)))) or 0
     return render_template(
         "mailbox/index.html",
         messages=list(messages),
+        all_teams=sees_all_teams(current_user),
         total=total,
         limit=LIMIT,
         server=current_app.config.get("MAIL_SERVER"),

@@ -375,7 +375,7 @@ def test_send_test_mail_reports_a_failure(down_app, runner_for):
 
 
 def test_mailbox_lists_and_shows_messages(app, signed_in):
-    portal, _staff = signed_in("agent")
+    portal, _staff = signed_in("admin")  # admins read every message (see tests/test_mailbox.py)
     first = _queue_committed(app, subject="First <message>")
     second = _queue_committed(app, subject="Second message", to_address="sam@example.com")
 
@@ -396,7 +396,7 @@ def test_mailbox_lists_and_shows_messages(app, signed_in):
 
 
 def test_mailbox_html_part_has_its_own_strict_policy(app, signed_in):
-    portal, _staff = signed_in("agent")
+    portal, _staff = signed_in("admin")
     message_id = _queue_committed(app, html_body="<p>Hi</p><script>alert(1)</script>")
     response = portal.client.get(f"/dev/mailbox/{message_id}/html")
     assert response.status_code == 200
@@ -442,7 +442,7 @@ def test_mailbox_in_a_desktop_browser(app, desktop, make_staff):
         subject, text, html = mail.render("test", address="ops@example.com", server="", at="now")
         test_id = mail.queue("ops@example.com", None, subject, text, html, kind="test").id
         db.session.commit()
-    desktop.sign_in(make_staff("agent"))
+    desktop.sign_in(make_staff("admin"))
     page = desktop.page
     page.get_by_role("link", name="Mailbox").click()
     expect(page.get_by_role("link", name="Please sign: Refund authorization")).to_be_visible()
