@@ -54,6 +54,7 @@ LABELS = {
     "user.password_reset": "Password reset by admin",
     "user.sessions_ended": "Sessions ended by admin",
     "team.created": "Team created",
+    "template.upload_refused": "Template upload refused",
     "envelope.created": "Envelope created",
     "envelope.sent": "Envelope sent",
     "envelope.link_sent": "Signing link sent",
@@ -77,6 +78,7 @@ LABELS = {
     "recipient.document_downloaded": "Document as sent downloaded",
     "recipient.locked": "Locked after wrong codes",
     "recipient.field_completed": "Field completed",
+    "recipient.attachment_refused": "Attachment refused",
     "recipient.signed": "Signed",
     "recipient.approved": "Approved",
     "recipient.declined": "Declined",
@@ -84,6 +86,7 @@ LABELS = {
     "mail.sent": "Email delivered to the mail server",
     "mail.failed": "Email delivery failed",
     "mail.abandoned": "Email delivery given up",
+    "security.rate_limited": "Too many attempts (rate limited)",
 }
 
 

@@ -17,13 +17,16 @@ from flask import (
     url_for,
 )
 from flask_babel import get_translations
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from jinja2 import pass_eval_context
 from jinja2.nodes import EvalContext
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from portal.extensions import htmx
+from portal import audit
+from portal.extensions import db, htmx, limiter, write_lock
 from portal.text import first_refused
 
 log = logging.getLogger(__name__)
@@ -208,8 +211,40 @@ def _http_error(exc: HTTPException) -> Any:
         return exc.response
     code = exc.code or 500
     if code == 429:
-        return error_response(429)
+        return _rate_limited(exc)
     return error_response(code)
+
+
+def _rate_limited(exc: HTTPException) -> tuple[str, int]:
+    """The 429 page, and ``security.rate_limited`` in the audit chain: once per endpoint,
+    client address and limit window (counted in the limiter's own storage), so that
+    hammering cannot flood the chain."""
+    item = getattr(getattr(exc, "limit", None), "limit", None)  # Flask-Limiter's RateLimitItem
+    if item is not None:
+        ip = request.remote_addr or ""
+        key = f"portal/audited-429/{request.endpoint}/{ip}/{item}"
+        if limiter.storage.incr(key, item.get_expiry()) == 1:
+            _record_rate_limited(str(item), ip)
+    return error_response(429)
+
+
+def _record_rate_limited(limit: str, ip: str) -> None:
+    """``security.rate_limited`` in a transaction of its own (the request's may only read)."""
+    actor: audit.Ref = ("anonymous", None, None)
+    if current_user.is_authenticated:
+        actor = current_user._get_current_object()
+    try:
+        db.session.rollback()
+        write_lock()
+        audit.record(
+            "security.rate_limited",
+            actor=actor,
+            data={"endpoint": request.endpoint, "limit": limit, "ip": ip},
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()  # the 429 page matters more than its audit event
+        log.exception("Could not record a rate-limited request")
 
 
 def _csrf_error(exc: CSRFError) -> tuple[str, int]:

@@ -110,7 +110,9 @@ def test_bad_uploads_are_refused_with_their_message_and_nothing_is_stored(
             ).scalar_one()
             == 0
         )
-    assert not [e for e in audit_events(portal.app) if e.event.startswith("template.")]
+    events = [e for e in audit_events(portal.app) if e.event.startswith("template.")]
+    assert [e.event for e in events] == ["template.upload_refused"]  # and nothing else
+    assert events[0].data["reason"] == str(expected.value)
 
 
 def test_upload_over_the_request_limit_gets_the_friendly_413(signed_in):

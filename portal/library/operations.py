@@ -53,6 +53,7 @@ from portal.library.queries import (
     review_due,
     sendable_templates,
 )
+from portal.library.refusals import upload_refused
 
 __all__ = [
     "AUTH_METHODS",
@@ -90,4 +91,5 @@ __all__ = [
     "submit",
     "update_body",
     "update_field",
+    "upload_refused",
 ]

@@ -132,10 +132,13 @@ def replace_source(version_id: int) -> Any:
     if upload is None or not upload.filename:
         flash("Choose a PDF file to upload.", "error")
         return redirect(url_for("library.version", version_id=version.id))
+    data = _read(upload)
     try:
-        ops.replace_pdf(version, _read(upload), upload.filename, by=current_user)
+        ops.replace_pdf(version, data, upload.filename, by=current_user)
     except (PdfProblem, ops.LibraryError) as exc:
         db.session.rollback()
+        if isinstance(exc, PdfProblem):
+            ops.upload_refused(data, upload.filename, str(exc), by=current_user, version=version)
         flash(str(exc), "error")
     else:
         flash("New PDF uploaded.", "success")

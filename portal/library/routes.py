@@ -119,6 +119,7 @@ def new() -> Any:
         form.team.data = current_user.team_id or 0
     if form.validate_on_submit():
         team = db.session.get(Team, form.team.data) if form.team.data else None
+        data: bytes | None = None  # the uploaded PDF, once read
         try:
             if form.source.data == "authored":
                 version, _problems = ops.create_authored(
@@ -133,16 +134,20 @@ def new() -> Any:
                 upload = form.file.data
                 if upload is None or not upload.filename:
                     raise ops.LibraryError("Choose a PDF file to upload.")
+                data = _read(upload)
                 version = ops.create_from_pdf(
                     form.name.data or "",
                     form.document_type.data or "other",
                     team,
-                    _read(upload),
+                    data,
                     upload.filename,
                     by=current_user,
                 )
         except (PdfProblem, ops.LibraryError) as exc:
             db.session.rollback()
+            if isinstance(exc, PdfProblem) and data is not None:
+                filename = form.file.data.filename or ""
+                ops.upload_refused(data, filename, str(exc), by=current_user)
             form.file.errors = [*form.file.errors, str(exc)]
         else:
             flash(f"Template {version.template.name} created as a draft.", "success")

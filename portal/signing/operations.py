@@ -7,6 +7,7 @@ two tabs or a double tap submit once: the second finds the recipient finished.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from portal import audit, clock, storage
 from portal.envelopes import disclosure, sealing
@@ -133,6 +134,20 @@ def decline(recipient_id: int, reason: str) -> None:
     envelope.finished_at = recipient.finished_at
     audit.record("recipient.declined", actor=recipient, subject=envelope, data={"reason": text})
     access.tell_sender(recipient, "envelope_declined", reason=text)
+    db.session.commit()
+
+
+def attachments_refused(recipient_id: int, refused: list[dict[str, Any]]) -> None:
+    """Record each attachment refused for its type or size (``recipient.attachment_refused``),
+    in a transaction of its own: nothing else of the submission is stored."""
+    write_lock()
+    recipient = db.session.get(Recipient, recipient_id)
+    if recipient is None:
+        return
+    for facts in refused:
+        audit.record(
+            "recipient.attachment_refused", actor=recipient, subject=recipient.envelope, data=facts
+        )
     db.session.commit()
 
 

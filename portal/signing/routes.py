@@ -370,6 +370,8 @@ def sign(public_id: str) -> Any:
         )  # fmt: skip
         if not request.form.get("agree"):
             checked.problems["agree"] = gettext("Confirm that this is your signature.")
+    if checked.refused_files:
+        operations.attachments_refused(recipient.id, checked.refused_files)
     if checked.problems:
         return _page("signing/document.html", recipient, 422, problems=checked.problems,
                      form=request.form, **_context(recipient))  # fmt: skip

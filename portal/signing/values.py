@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Checked:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> (bytes, type)
     signature_png: bytes | None = None
     problems: dict[str, str] = field(default_factory=dict)
+    refused_files: list[dict[str, Any]] = field(default_factory=list)  # for the audit trail
 
 
 def my_fields(envelope: Envelope, recipient: Recipient) -> list[Field]:
@@ -80,6 +82,17 @@ def decode_drawing(data_url: str) -> bytes | None:
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
         return None
     return png
+
+
+def _refused(item: Field, upload: Upload, reason: str) -> dict[str, Any]:
+    """What the audit trail keeps about an attachment that was refused."""
+    return {
+        "field": item.key,
+        "file": printable(upload.filename)[:200],
+        "size": len(upload.data),
+        "sha256": hashlib.sha256(upload.data).hexdigest(),
+        "reason": reason,
+    }
 
 
 def _attachment_type(data: bytes) -> str | None:
@@ -140,8 +153,10 @@ def check(
             kind = _attachment_type(upload.data)
             if len(upload.data) > MAX_ATTACHMENT:
                 out.problems[item.key] = _("That file is larger than 10 MB. Choose a smaller one.")
+                out.refused_files.append(_refused(item, upload, "larger than 10 MB"))
             elif kind is None:
                 out.problems[item.key] = _("Attach a photo (JPEG or PNG) or a PDF.")
+                out.refused_files.append(_refused(item, upload, "not a JPEG, PNG or PDF"))
             else:
                 out.files[item.key] = (upload.data, kind)
                 out.values[item.key] = printable(upload.filename)[:200]
