@@ -115,6 +115,27 @@ SETTINGS: tuple[Setting, ...] = (
         "30",
         "How long signers can download their copy from the confirmation page after completion.",
     ),
+    Setting(
+        "SANDBOX_CPU_SECONDS",
+        "20",
+        "CPU seconds one check or rendering of an untrusted file may use in its sandbox.",
+    ),
+    Setting("SANDBOX_MEMORY_MB", "1024", "Memory one sandboxed check or rendering may use."),
+    Setting(
+        "SANDBOX_WALL_SECONDS",
+        "",
+        "Wall-clock seconds before a sandbox is killed. Empty: 1.5 x the CPU limit + 5.",
+    ),
+    Setting(
+        "SANDBOX_CONCURRENCY",
+        "",
+        "Sandboxes running at once on one machine. Empty: the number of CPUs.",
+    ),
+    Setting(
+        "SANDBOX_QUEUE_SECONDS",
+        "30",
+        "How long a check waits for a free sandbox before it is refused as busy.",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -221,6 +242,11 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "COPY_ATTACH_MAX_MB": float(str(values["COPY_ATTACH_MAX_MB"])),
         "COPY_LINK_DAYS": int(str(values["COPY_LINK_DAYS"])),
         "SIGNER_COPY_DAYS": int(str(values["SIGNER_COPY_DAYS"])),
+        "SANDBOX_CPU_SECONDS": float(str(values["SANDBOX_CPU_SECONDS"])),
+        "SANDBOX_MEMORY_MB": int(str(values["SANDBOX_MEMORY_MB"])),
+        "SANDBOX_WALL_SECONDS": float(str(values["SANDBOX_WALL_SECONDS"] or 0)) or None,
+        "SANDBOX_CONCURRENCY": int(str(values["SANDBOX_CONCURRENCY"] or 0)) or None,
+        "SANDBOX_QUEUE_SECONDS": float(str(values["SANDBOX_QUEUE_SECONDS"])),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_COOKIE_NAME": "__Host-portal" if production else "portal_session",

@@ -2,9 +2,13 @@
 
 ``inspect_pdf`` refuses, with a sentence a person can act on, anything the portal should
 not accept: files that are empty, too large, not PDFs, cut off, damaged, encrypted,
-without pages, too long, or carrying JavaScript, other active content or embedded files.
-A file is parsed by two independent parsers (pypdf and PDFium); both must accept it and
-agree on its pages.
+without pages, too long, with pages no screen can show, declaring absurd sizes, with
+drawings that draw themselves, or carrying JavaScript, other active content (see
+``portal.documents.active``) or embedded files. Cheap checks on the bytes come first, in the
+calling process; the parsing runs in the sandbox (``portal.documents.sandbox``), where a file
+built to make a parser loop or allocate without end is stopped and refused. A file is parsed
+by two independent parsers (pypdf, strictly, and PDFium); both must accept it without a
+warning and agree on its pages.
 
 Page geometry: the visible box of a page is its CropBox intersected with its MediaBox
 (falling back to the MediaBox when there is no CropBox), as PDF viewers and PDFium do.
@@ -20,14 +24,18 @@ import io
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pypdfium2
 from pypdf import PdfReader
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
+from pypdf.errors import LimitReachedError
+from pypdf.generic import IndirectObject, StreamObject
 
+from portal.documents import active, sandbox
 from portal.documents.pages import PDFIUM_LOCK
 
 log = logging.getLogger(__name__)
@@ -41,24 +49,13 @@ _EOF_WINDOW = 2048
 # Two parsers may round a box differently (pypdf keeps decimals, PDFium uses floats).
 _SIZE_TOLERANCE = 0.01
 
-# Action types (/S) that run code, start programs, or send or fetch data.
-_ACTIVE_ACTIONS = {
-    "/JavaScript": "JavaScript",
-    "/Launch": "an action that starts another program",
-    "/SubmitForm": "a form action that sends data over the internet",
-    "/ImportData": "an action that imports data from another file",
-    "/Rendition": "a multimedia action",
-    "/RichMediaExecute": "a multimedia action",
-}
-# Annotation types that carry players or scripts of their own.
-_ACTIVE_ANNOTATIONS = {
-    "/RichMedia": "embedded multimedia",
-    "/Screen": "embedded multimedia",
-    "/Movie": "embedded multimedia",
-    "/Sound": "embedded multimedia",
-    "/3D": "3D content, which can carry scripts",
-}
-_EMBEDDED = "embedded files (attachments)"
+# Page sides a reader can show: PDF's own limits (1/24 inch to 200 inches at one unit a point).
+MIN_SIDE_PT = 3.0
+MAX_SIDE_PT = 14_400.0
+# Declared sizes no document needs (checked on the raw bytes before any parsing).
+MAX_OBJECTS = 1_000_000
+MAX_IMAGE_SIDE_PX = 30_000
+MAX_HEX_STRING = 4 * _MB
 
 # Recognisable non-PDF files, to tell people what they actually uploaded.
 _MAGIC = (
@@ -75,6 +72,10 @@ _MAGIC = (
 
 class PdfProblem(ValueError):
     """An upload the portal refuses; the message says what is wrong and what to do."""
+
+
+class ActiveContent(PdfProblem):
+    """The PDF carries scripts, other active content or attachments."""
 
 
 @dataclass(frozen=True)
@@ -169,58 +170,6 @@ def _resolve(value: Any) -> Any:
     return value.get_object() if isinstance(value, IndirectObject) else value
 
 
-def _find_active_content(root: Any) -> list[str]:
-    """Walk every object reachable from the catalog; describe active content and attachments.
-
-    Covers the catalog's /OpenAction and /AA, the /Names /JavaScript and /EmbeddedFiles
-    trees, page and annotation /A and /AA (widgets, links, file attachments), AcroForm
-    field actions, outline actions and /Next action chains, wherever they are nested.
-    Stream data is not decoded; only dictionaries are examined.
-    """
-    found: list[str] = []
-    seen: set[tuple[int, int]] = set()
-    stack: list[Any] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, IndirectObject):
-            key = (item.idnum, item.generation)
-            if key in seen:
-                continue
-            seen.add(key)
-            stack.append(item.get_object())
-        elif isinstance(item, DictionaryObject):
-            _check_dictionary(item, found)
-            stack.extend(value for name, value in item.items() if name != "/Parent")
-        elif isinstance(item, ArrayObject):
-            stack.extend(item)
-    return list(dict.fromkeys(found))
-
-
-def _check_dictionary(item: DictionaryObject, found: list[str]) -> None:
-    action = _resolve(item.get("/S"))
-    subtype = _resolve(item.get("/Subtype"))
-    kind = _resolve(item.get("/Type"))
-    if "/JS" in item or action == "/JavaScript":
-        found.append(_ACTIVE_ACTIONS["/JavaScript"])
-    elif isinstance(action, str) and action in _ACTIVE_ACTIONS:
-        found.append(_ACTIVE_ACTIONS[action])
-    if isinstance(subtype, str) and subtype in _ACTIVE_ANNOTATIONS and kind != "/XObject":
-        found.append(_ACTIVE_ANNOTATIONS[subtype])
-    names = _resolve(item.get("/Names"))
-    if isinstance(names, DictionaryObject) and "/JavaScript" in names:
-        found.append(_ACTIVE_ACTIONS["/JavaScript"])
-    if "/XFA" in item:
-        found.append("a dynamic (XFA) form, which can carry scripts")
-    if (
-        "/EmbeddedFiles" in item
-        or "/EF" in item
-        or subtype == "/FileAttachment"
-        or kind == "/EmbeddedFile"
-        or action == "/GoToE"
-    ):
-        found.append(_EMBEDDED)
-
-
 def _page_box(number: int, page: Any) -> PageBox:
     media = [float(v) for v in page.mediabox]
     x0, x1 = sorted((media[0], media[2]))
@@ -235,19 +184,54 @@ def _page_box(number: int, page: Any) -> PageBox:
     return PageBox(number, x0, y0, x1, y1, normalise_rotation(_resolve(page.get("/Rotate"))))
 
 
-def inspect_pdf(data: bytes, filename: str = "") -> PdfInfo:
-    """Return page count, page boxes, SHA-256 and size, or raise ``PdfProblem``.
-
-    Cheap checks come first (size, header, end marker), so an oversized or non-PDF upload
-    is refused without being parsed. ``filename``, when given, names the file in messages.
-    """
-    this_file = _subject(filename, "This file")
-    this_pdf = _subject(filename, "This PDF")
-    damaged = PdfProblem(
+def _damaged(this_pdf: str) -> PdfProblem:
+    return PdfProblem(
         f"{this_pdf} is damaged and cannot be read. Open it in a PDF viewer, save or print "
         "it as a new PDF and upload that."
     )
 
+
+def inspect_pdf(data: bytes, filename: str = "") -> PdfInfo:
+    """Return page count, page boxes, SHA-256 and size, or raise ``PdfProblem``.
+
+    Cheap checks come first (size, header, end marker, declared sizes), so an oversized,
+    non-PDF or absurd upload is refused without being parsed; the parsing runs in the
+    sandbox. ``filename``, when given, names the file in messages.
+    """
+    this_pdf = _subject(filename, "This PDF")
+    check_bytes(data, filename)
+    try:
+        info: PdfInfo = sandbox.run(parse_pdf, data, filename)
+    except sandbox.Overrun as exc:
+        raise too_complex(this_pdf, exc) from exc
+    except sandbox.Busy as exc:
+        raise PdfProblem(
+            "The portal is busy checking other files. Wait a minute and upload it again; "
+            "nothing was stored."
+        ) from exc
+    return info
+
+
+def inspect_generated_pdf(data: bytes) -> PdfInfo:
+    """``inspect_pdf`` for a PDF the portal itself just made (an authored document), which
+    needs no sandbox: it is checked in this process, inside the caller's transaction."""
+    check_bytes(data)
+    return parse_pdf(data)
+
+
+def too_complex(this_pdf: str, overrun: sandbox.Overrun) -> PdfProblem:
+    """The refusal for a file whose check went over the sandbox's limits."""
+    return PdfProblem(
+        f"Checking {this_pdf} {overrun.cost(sandbox.configured())}, so we did not accept it: "
+        "it is damaged or built to overload PDF readers. Print it to a new PDF (or save it "
+        "again from the program that made it) and upload that."
+    )
+
+
+def check_bytes(data: bytes, filename: str = "") -> None:
+    """The checks that need no parser: size, header, end marker and declared sizes."""
+    this_file = _subject(filename, "This file")
+    this_pdf = _subject(filename, "This PDF")
     size = len(data)
     if size == 0:
         raise PdfProblem(
@@ -275,14 +259,60 @@ def inspect_pdf(data: bytes, filename: str = "") -> PdfInfo:
             f"{this_pdf} is incomplete: its end is missing, so it was probably cut off while "
             "being downloaded or copied. Get a complete copy and upload it again."
         )
+    absurd = declared_size_problem(data)
+    if absurd:
+        log.warning("PDF refused before parsing: %s", absurd)
+        raise PdfProblem(
+            f"{this_pdf} declares {absurd}, more than any document needs, so we did not open "
+            "it. Print it to a new PDF and upload that."
+        )
 
-    pages = _read_with_pypdf(data, this_pdf, damaged)
+
+_SIZE = re.compile(rb"/Size\s+(\d{1,20})")
+_INDEX = re.compile(rb"/Index\s*\[([\d\s]{0,2000})\]")
+_IMAGE_SIDE = re.compile(rb"/(?:Width|Height|W|H)\s+(\d{1,20})(?![\d.])")
+_HEX_RUN = re.compile(rb"<[0-9A-Fa-f\s]{%d}" % MAX_HEX_STRING)
+
+
+def declared_size_problem(data: bytes) -> str | None:
+    """What the raw bytes declare that no real document does, or None.
+
+    Object counts (``/Size``, cross-reference ``/Index`` sections) that would make a parser
+    allocate or walk millions of entries, image sides that would make a renderer allocate
+    gigabytes, and hex strings of megabytes (a fake signature that takes a minute to decode).
+    """
+    for match in _SIZE.finditer(data):
+        if int(match.group(1)) > MAX_OBJECTS:
+            return f"{int(match.group(1)):,} objects"
+    for match in _INDEX.finditer(data):
+        numbers = [int(n) for n in match.group(1).split()]
+        if sum(numbers[1::2]) > MAX_OBJECTS or any(n > MAX_OBJECTS * 10 for n in numbers):
+            return f"{sum(numbers[1::2]):,} cross-reference entries"
+    for match in _IMAGE_SIDE.finditer(data):
+        if int(match.group(1)) > MAX_IMAGE_SIDE_PX:
+            return f"an image {int(match.group(1)):,} pixels wide or high"
+    if _HEX_RUN.search(data):
+        return f"a data string of more than {MAX_HEX_STRING // _MB} MB"
+    return None
+
+
+def parse_pdf(data: bytes, filename: str = "") -> PdfInfo:
+    """Parse an upload that passed ``check_bytes`` (run this in the sandbox)."""
+    this_pdf = _subject(filename, "This PDF")
+    damaged = _damaged(this_pdf)
+    written = active.find_in_bytes(data)
+    try:
+        pages, found = _read_with_pypdf(data, this_pdf, damaged)
+    except PdfProblem:
+        _refuse_active(written, this_pdf)  # what a parser that gave up may have missed
+        raise
+    _refuse_active(list(dict.fromkeys(found + written)), this_pdf)
     _check_with_pdfium(data, pages, damaged)
     return PdfInfo(
         page_count=len(pages),
         pages=pages,
         sha256=hashlib.sha256(data).hexdigest(),
-        size=size,
+        size=len(data),
     )
 
 
@@ -297,52 +327,153 @@ def _guarded(step: str, damaged: PdfProblem, work: Callable[[], Any]) -> Any:
         raise damaged from exc
 
 
-def _read_with_pypdf(data: bytes, this_pdf: str, damaged: PdfProblem) -> tuple[PageBox, ...]:
-    reader: PdfReader = _guarded(
-        "pypdf open", damaged, lambda: PdfReader(io.BytesIO(data), strict=False)
-    )
-    if _guarded("pypdf encryption check", damaged, lambda: reader.is_encrypted):
-        raise PdfProblem(
-            f"{this_pdf} is password-protected. Open it, remove the password and upload it "
-            "again. (If it opens without asking for a password it is still encrypted: save "
-            "or print an unprotected copy.)"
+class _Warnings(logging.Handler):
+    """Collects what pypdf warns about while it reads a file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+@contextmanager
+def _strictly(damaged: PdfProblem) -> Iterator[None]:
+    """Refuse the file if pypdf warns while reading it: a repaired reading is a guess, and a
+    guess can miss what a viewer's own repair would find."""
+    handler = _Warnings()
+    logger = logging.getLogger("pypdf")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        seen = handler.seen + [str(w.message) for w in caught]
+    finally:
+        logger.removeHandler(handler)
+    if seen:
+        log.warning("PDF refused as damaged: the strict reading warned: %s", seen[:5])
+        raise damaged
+
+
+def _read_with_pypdf(
+    data: bytes, this_pdf: str, damaged: PdfProblem
+) -> tuple[tuple[PageBox, ...], list[str]]:
+    """The page boxes, and the active content found, from a strict reading."""
+    with _strictly(damaged):
+        reader: PdfReader = _guarded(
+            "pypdf open", damaged, lambda: PdfReader(io.BytesIO(data), strict=True)
         )
-    count: int = _guarded("pypdf page count", damaged, lambda: len(reader.pages))
-    if count == 0:
-        raise PdfProblem(
-            f"{this_pdf} has no pages. Check that you chose the right file and upload it again."
+        if _guarded("pypdf encryption check", damaged, lambda: reader.is_encrypted):
+            raise PdfProblem(
+                f"{this_pdf} is password-protected. Open it, remove the password and upload it "
+                "again. (If it opens without asking for a password it is still encrypted: save "
+                "or print an unprotected copy.)"
+            )
+        count: int = _guarded("pypdf page count", damaged, lambda: len(reader.pages))
+        if count == 0:
+            raise PdfProblem(
+                f"{this_pdf} has no pages. Check that you chose the right file and upload it again."
+            )
+        if count > MAX_PAGES:
+            raise PdfProblem(
+                f"{this_pdf} has {count} pages; the limit is {MAX_PAGES} \u2014 split it into "
+                "smaller files and upload them one by one."
+            )
+        pages: tuple[PageBox, ...] = _guarded(
+            "pypdf page boxes",
+            damaged,
+            lambda: tuple(_page_box(n, page) for n, page in enumerate(reader.pages, start=1)),
         )
-    if count > MAX_PAGES:
-        raise PdfProblem(
-            f"{this_pdf} has {count} pages; the limit is {MAX_PAGES} \u2014 split it into "
-            "smaller files and upload them one by one."
+        _check_sides(pages, this_pdf, damaged)
+        found = _scan(reader, this_pdf, damaged)
+        _check_streams(reader, this_pdf, damaged)
+    return pages, found
+
+
+def _check_streams(reader: PdfReader, this_pdf: str, damaged: PdfProblem) -> None:
+    """Decode what a reader decodes first (page contents, the catalog's metadata) within
+    pypdf's output limits: a few kilobytes must not expand into gigabytes."""
+
+    def decode() -> None:
+        for page in reader.pages:
+            contents = page.get_contents()
+            if contents is not None:
+                contents.get_data()
+        metadata = _resolve(reader.root_object.get("/Metadata"))
+        if isinstance(metadata, StreamObject):
+            metadata.get_data()
+
+    try:
+        _guarded("stream decoding", damaged, decode)
+    except PdfProblem as exc:
+        if isinstance(exc.__cause__, LimitReachedError):
+            raise PdfProblem(
+                f"{this_pdf} contains compressed data that expands to more than any document "
+                "needs (a decompression bomb), so we did not accept it. Print it to a new PDF "
+                "and upload that."
+            ) from exc
+        raise
+
+
+def _scan(reader: PdfReader, this_pdf: str, damaged: PdfProblem) -> list[str]:
+    """Active content (objects and raw bytes) and drawings that draw themselves."""
+    try:
+        found: list[str] = _guarded(
+            "active content scan", damaged, lambda: active.find_active_content(reader)
         )
-    pages: tuple[PageBox, ...] = _guarded(
-        "pypdf page boxes",
-        damaged,
-        lambda: tuple(_page_box(n, page) for n, page in enumerate(reader.pages, start=1)),
-    )
-    for box in pages:
-        if box.width <= 0 or box.height <= 0:
-            log.warning("PDF refused as damaged: page %d has an empty box %r", box.number, box)
-            raise damaged
-    found: list[str] = _guarded(
-        "active content scan", damaged, lambda: _find_active_content(reader.trailer["/Root"])
-    )
-    active = [what for what in found if what != _EMBEDDED]
-    if active:
-        listed = " and ".join(active + [what for what in found if what == _EMBEDDED])
+        loops: bool = _guarded(
+            "drawing cycle scan", damaged, lambda: active.find_self_drawing(reader)
+        )
+    except active.TooComplex as exc:
         raise PdfProblem(
+            f"{this_pdf} is built in a way no ordinary document is ({exc}), so we did not "
+            "accept it. Print it to a new PDF and upload that."
+        ) from exc
+    if loops:
+        raise PdfProblem(
+            f"{this_pdf} contains a drawing that draws itself, so its pages could never be "
+            "shown. Print it to a new PDF and upload that."
+        )
+    return found
+
+
+def _refuse_active(found: list[str], this_pdf: str) -> None:
+    risky = [what for what in found if what != active.EMBEDDED]
+    if risky:
+        listed = " and ".join(risky + [what for what in found if what == active.EMBEDDED])
+        raise ActiveContent(
             f"{this_pdf} contains {listed}, which we do not accept: active content could run "
             "on the signer's computer. Print it to a new PDF (or export it again without "
             "scripts) and upload that."
         )
     if found:
-        raise PdfProblem(
-            f"{this_pdf} contains {_EMBEDDED}, which we do not accept. Remove the attachments "
-            "(or print it to a new PDF) and upload it again."
+        raise ActiveContent(
+            f"{this_pdf} contains {active.EMBEDDED}, which we do not accept. Remove the "
+            "attachments (or print it to a new PDF) and upload it again."
         )
-    return pages
+
+
+def _inches(points: float) -> str:
+    return f"{points / 72:,.2f}".rstrip("0").rstrip(".")
+
+
+def _check_sides(pages: tuple[PageBox, ...], this_pdf: str, damaged: PdfProblem) -> None:
+    for box in pages:
+        if not (math.isfinite(box.width) and math.isfinite(box.height)):
+            raise damaged
+        if box.width <= 0 or box.height <= 0:
+            log.warning("PDF refused as damaged: page %d has an empty box %r", box.number, box)
+            raise damaged
+        sides = (box.width, box.height)
+        if min(sides) < MIN_SIDE_PT or max(sides) > MAX_SIDE_PT:
+            raise PdfProblem(
+                f"Page {box.number} of {this_pdf} is {_inches(box.width)} by "
+                f"{_inches(box.height)} inches; pages must be between 1/24 inch and 200 inches "
+                "on each side to be shown and printed. Print it to a new PDF at a normal paper "
+                "size and upload that."
+            )
 
 
 def _check_with_pdfium(data: bytes, pages: tuple[PageBox, ...], damaged: PdfProblem) -> None:

@@ -1,8 +1,14 @@
-"""Page images: each page rendered by PDFium as a viewer shows it, one page at a time.
+"""Page images: each page rendered by PDFium as a viewer shows it, in the sandbox.
 
 PDFium is not thread-safe, not even across different documents, so every call into it
-in this package holds ``PDFIUM_LOCK``. The lock is held for one page at a time, never
-while a caller consumes a yielded page.
+in this package holds ``PDFIUM_LOCK``. Rendering runs in the sandbox (``render_pages``):
+a page that never finishes drawing, or a document whose images would fill the disk, is
+stopped and refused there with a message that says why.
+
+Limits: each bitmap is at most ``MAX_SIDE_PX`` wide and high and ``MAX_PIXELS`` in all (a
+poster-size or very thin page is drawn at a smaller scale); pages that look photographic (many
+colours) are stored as JPEG, the rest as PNG; a document's images together may not exceed
+``MAX_DOCUMENT_IMAGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -10,93 +16,151 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pypdfium2
+from PIL import Image
 
 PDFIUM_LOCK = threading.RLock()
 
-# A page image is never larger than this many pixels (about 75 MB as a BGR bitmap): a
-# poster-sized page is rendered at a smaller scale instead of exhausting memory.
-MAX_PIXELS = 25_000_000
+MAX_SIDE_PX = 2400
+MAX_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
+MAX_DOCUMENT_IMAGE_BYTES = 40 * 1024 * 1024
+# A page whose quarter-size copy has more colours than this is treated as a photograph.
+PHOTO_COLOURS = 1024
+JPEG_QUALITY = 82
+PNG = "image/png"
+JPEG = "image/jpeg"
+
+
+class PageImageProblem(ValueError):
+    """The pages cannot be turned into images within the limits; the message says why."""
 
 
 @dataclass(frozen=True)
 class RenderedPage:
-    """One page as a PNG. ``scale`` is pixels per PDF point actually used for this page."""
+    """One page as an image. ``scale`` is pixels per PDF point actually used for this page."""
 
     number: int
-    png: bytes
+    image: bytes
+    mimetype: str
     width_px: int
     height_px: int
     scale: float
 
 
-def _page_scale(width_pt: float, height_pt: float, scale: float) -> float:
-    """``scale``, reduced if needed so the bitmap stays within ``MAX_PIXELS``."""
-    if math.ceil(width_pt * scale) * math.ceil(height_pt * scale) <= MAX_PIXELS:
-        return scale
-    return math.sqrt(MAX_PIXELS / (width_pt * height_pt)) * 0.999
+def page_scale(width_pt: float, height_pt: float, scale: float) -> float:
+    """``scale``, reduced if needed so that the bitmap stays within the side and pixel caps."""
+    longest = max(width_pt, height_pt)
+    if math.ceil(longest * scale) > MAX_SIDE_PX:
+        scale = MAX_SIDE_PX / longest * 0.999
+    if math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > MAX_PIXELS:
+        scale = math.sqrt(MAX_PIXELS / (width_pt * height_pt)) * 0.999
+    return scale
 
 
-def render_pages(data: bytes, scale: float = 1.5) -> Iterator[RenderedPage]:
-    """Render every page (its /Rotate applied, annotations and form fields drawn, on white).
+def _encode(image: Image.Image) -> tuple[bytes, str]:
+    """PNG for text and line art; JPEG for photographic pages (a fraction of the size)."""
+    thumbnail = image.reduce(4) if min(image.size) >= 8 else image
+    photographic = thumbnail.getcolors(maxcolors=PHOTO_COLOURS) is None
+    out = io.BytesIO()
+    if photographic:
+        image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+        return out.getvalue(), JPEG
+    image.save(out, format="PNG", compress_level=6)
+    return out.getvalue(), PNG
 
-    The bitmap is ``ceil(display_width * scale)`` by ``ceil(display_height * scale)``
-    pixels, where the display size is the page's crop box (falling back to its media box)
-    after rotation: the same box ``inspect_pdf`` reports. Only one page bitmap is alive
-    at a time. Call this only on bytes that ``inspect_pdf`` accepted.
+
+def render_document(data: bytes, scale: float) -> list[RenderedPage]:
+    """Render every page (run this in the sandbox; ``render_pages`` does).
+
+    Each page has its /Rotate applied, annotations and form fields drawn, on white. The
+    bitmap is ``ceil(display_width * scale)`` by ``ceil(display_height * scale)`` pixels
+    (scale lowered for very large pages), where the display size is the page's crop box after
+    rotation: the same box ``inspect_pdf`` reports. Only one page bitmap is alive at a time.
     """
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, not {scale!r}")
     with PDFIUM_LOCK:
         pdf = pypdfium2.PdfDocument(data)
         pdf.init_forms()
         count = len(pdf)
+    pages: list[RenderedPage] = []
+    total = 0
     try:
         for index in range(count):
             with PDFIUM_LOCK:
                 page = pdf[index]
                 try:
                     width_pt, height_pt = page.get_size()
-                    page_scale = _page_scale(width_pt, height_pt, scale)
+                    used = page_scale(width_pt, height_pt, scale)
                     bitmap = page.render(
-                        scale=page_scale,
+                        scale=used,
                         fill_color=(255, 255, 255, 255),
                         may_draw_forms=True,
                         draw_annots=True,
                     )
                     try:
-                        # BGR -> RGB: Pillow copies the pixels, so the bitmap can go now.
-                        image = bitmap.to_pil()
+                        image = bitmap.to_pil()  # BGR -> RGB: Pillow copies the pixels
                     finally:
                         bitmap.close()
                 finally:
                     page.close()
-            out = io.BytesIO()
-            image.save(out, format="PNG", compress_level=6)
+            encoded, mimetype = _encode(image)
             width_px, height_px = image.size
             image.close()
-            del image
-            yield RenderedPage(index + 1, out.getvalue(), width_px, height_px, page_scale)
+            total += len(encoded)
+            if total > MAX_DOCUMENT_IMAGE_BYTES:
+                raise PageImageProblem(
+                    f"The page images of this PDF would take more than "
+                    f"{MAX_DOCUMENT_IMAGE_BYTES // (1024 * 1024)} MB (page {index + 1} of "
+                    f"{count} reached it), far more than an ordinary document needs. Save it "
+                    "with smaller or fewer pictures, or print it to a new PDF, and upload that."
+                )
+            pages.append(RenderedPage(index + 1, encoded, mimetype, width_px, height_px, used))
     finally:
         with PDFIUM_LOCK:
             pdf.close()
+    return pages
 
 
-def store_page_images(data: bytes, pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Render every page and keep it as an encrypted PNG blob (in the caller's transaction).
+def render_pages(data: bytes, scale: float = 1.5) -> list[RenderedPage]:
+    """Every page as an image, rendered in the sandbox; raises ``PageImageProblem``.
+
+    Call this only on bytes that ``inspect_pdf`` accepted.
+    """
+    from portal.documents import sandbox
+
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, not {scale!r}")
+    try:
+        return sandbox.run(render_document, data, scale)
+    except sandbox.Overrun as exc:
+        raise PageImageProblem(
+            f"Drawing the pages {exc.cost(sandbox.configured())}, so they cannot be shown: the "
+            "PDF is damaged or built to overload PDF readers. Print it to a new PDF and upload "
+            "that."
+        ) from exc
+
+
+def store_page_images(
+    pages: list[dict[str, Any]], rendered: list[RenderedPage]
+) -> list[dict[str, Any]]:
+    """Keep rendered pages as encrypted blobs (in the caller's transaction).
 
     ``pages`` are page dicts with a ``number``; returns copies with ``image_blob_id``,
-    ``width_px`` and ``height_px`` filled in.
+    ``image_type``, ``width_px`` and ``height_px`` filled in.
     """
     from portal import storage  # documents may use storage; imported here to keep PDF code light
 
     out = [dict(page) for page in pages]
-    for rendered in render_pages(data):
-        page = out[rendered.number - 1]
-        page["image_blob_id"] = storage.put(rendered.png, kind="page_image")
-        page["width_px"], page["height_px"] = rendered.width_px, rendered.height_px
+    for page_image in rendered:
+        page = out[page_image.number - 1]
+        page["image_blob_id"] = storage.put(page_image.image, kind="page_image")
+        page["image_type"] = page_image.mimetype
+        page["width_px"], page["height_px"] = page_image.width_px, page_image.height_px
     return out
+
+
+def image_type(page: dict[str, Any]) -> str:
+    """The media type of a stored page image (pages rendered before JPEG existed are PNG)."""
+    return str(page.get("image_type") or PNG)

@@ -22,7 +22,7 @@ from portal import audit, clock, jobs, mail, storage
 from portal.accounts import credentials
 from portal.accounts.models import User
 from portal.documents import authoring
-from portal.documents.inspect import inspect_pdf
+from portal.documents.inspect import inspect_generated_pdf
 from portal.envelopes import images
 from portal.envelopes.models import (
     Envelope,
@@ -98,7 +98,7 @@ def _document_for(version: TemplateVersion, values: Mapping[str, str]) -> bytes:
             )
         except authoring.AuthoringError as exc:
             raise EnvelopeError(str(exc)) from exc
-        pages = inspect_pdf(pdf, "document.pdf").page_count
+        pages = inspect_generated_pdf(pdf).page_count
         if pages != version.page_count:
             raise EnvelopeError(
                 f"With these values the document has {pages} pages instead of "
@@ -118,8 +118,7 @@ def _attach_pages(envelope: Envelope, version: TemplateVersion) -> None:
     if version.source_kind == "authored":
         for page in envelope.pages:
             page["image_blob_id"] = None
-        envelope.images_status = "pending"
-        jobs.enqueue(images.render_envelope_pages, envelope.id)
+        images.ENVELOPES.request(envelope)
     else:
         envelope.images_status = version.images_status
 

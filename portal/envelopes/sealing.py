@@ -24,7 +24,7 @@ from sqlalchemy import or_, select
 
 from portal import audit, clock, jobs, mail, storage
 from portal.accounts.models import User
-from portal.documents import keystore
+from portal.documents import keystore, sandbox
 from portal.documents.certificate import (
     AttachmentEvidence,
     CertificateData,
@@ -329,7 +329,10 @@ def seal_envelope(envelope_id: int) -> str:
         reason = f"Sealed by {current_app.config.get('ORG_NAME')}: envelope {envelope.public_id}"
         tsa_url = str(current_app.config.get("SEAL_TSA_URL") or "") or None
         db.session.rollback()  # no transaction (and no SQLite lock) during the PDF work
-        stamped = stamp_pdf(original, pages, marks, appendix=certificate, metadata=metadata)
+        # The original and the signers' drawings came from outside: parse them in the sandbox.
+        stamped = sandbox.run(
+            stamp_pdf, original, pages, marks, appendix=certificate, metadata=metadata
+        )
         sealed = seal_pdf(
             stamped,
             identity,
@@ -338,6 +341,17 @@ def seal_envelope(envelope_id: int) -> str:
             location=None,
             tsa_url=tsa_url,
         )
+    except sandbox.Busy:
+        db.session.rollback()
+        raise  # still pending: RQ tries again, and the sweeper
+    except sandbox.Overrun as exc:
+        log.warning("Sealing envelope %s went over the sandbox's limits: %s", envelope_id, exc)
+        _note_failure(
+            envelope_id,
+            f"Stamping the document went over the limits of the PDF sandbox ({exc}): the "
+            "document or a signature image is damaged or too complex.",
+        )
+        return "failed"
     except (SealingCertError, SealingError, storage.BlobError, ValueError) as exc:
         log.warning("Sealing envelope %s failed: %s", envelope_id, exc)
         _note_failure(envelope_id, str(exc))

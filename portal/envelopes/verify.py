@@ -19,13 +19,21 @@ from typing import Literal
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal.documents import keystore
-from portal.documents.seal import check_seal
+from portal.documents import keystore, sandbox
+from portal.documents.inspect import declared_size_problem
+from portal.documents.seal import SealCheck, check_seal
 from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.mail import mask_address
 
 MAX_UPLOAD = 30 * 1024 * 1024
+# A seal of ours is a few kilobytes (tens with a time-stamp): a signature of megabytes is not
+# one of ours, and decoding it would cost a minute of CPU.
+MAX_SEAL_HEX = 1024 * 1024
+_HUGE_SIGNATURE = re.compile(rb"/Contents\s*<[0-9A-Fa-f\s]{%d}" % MAX_SEAL_HEX)
+# The public page's checks get less than an upload's: a sealed file checks in milliseconds.
+CHECK_CPU_SECONDS = 5.0
+CHECK_MEMORY_MB = 512
 Outcome = Literal["verified", "modified", "unknown", "unreadable"]
 # The sealed file names its envelope in its info dictionary and in the seal's reason.
 _MARKERS = (
@@ -86,8 +94,12 @@ def verify_pdf(data: bytes) -> Verdict:
     recorded = db.session.execute(
         select(Envelope).where(Envelope.sealed_sha256 == digest)
     ).scalar_one_or_none()
-    check = check_seal(data)
+    if recorded is None and (declared_size_problem(data) or _HUGE_SIGNATURE.search(data)):
+        return _not_ours()  # built to overload a reader: not worth opening
     ours = keystore.known_fingerprints()
+    check = _checked(data)
+    if isinstance(check, Verdict):
+        return check
     if (
         recorded is not None
         and check.outcome == "intact"
@@ -116,7 +128,31 @@ def verify_pdf(data: bytes) -> Verdict:
         return Verdict(
             "unreadable", _("This PDF is damaged and cannot be read, so it cannot be verified.")
         )
+    return _not_ours()
+
+
+def _not_ours() -> Verdict:
     return Verdict(
         "unknown",
         _("This is not a document sealed by this portal (or it was changed beyond recognition)."),
     )
+
+
+def _checked(data: bytes) -> SealCheck | Verdict:
+    """The seal check, in the sandbox with the public page's tighter limits."""
+    limits = sandbox.configured().tighter(CHECK_CPU_SECONDS, CHECK_MEMORY_MB)
+    try:
+        return sandbox.run(check_seal, data, limits=limits)
+    except sandbox.Overrun:
+        return Verdict(
+            "unreadable",
+            _(
+                "This PDF took too long to check, so it cannot be verified. A document sealed "
+                "by this portal is checked in a moment: this one is damaged or not one of ours."
+            ),
+        )
+    except sandbox.Busy:
+        return Verdict(
+            "unreadable",
+            _("Many documents are being checked right now. Wait a minute and try again."),
+        )

@@ -8,10 +8,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from portal import audit, jobs, storage
+from portal import audit, storage
 from portal.accounts.models import Team, User
 from portal.documents import authoring
-from portal.documents.inspect import PdfInfo, inspect_pdf
+from portal.documents.inspect import PdfInfo, inspect_generated_pdf, inspect_pdf
 from portal.extensions import db
 from portal.library import images
 from portal.library.errors import LibraryError
@@ -92,8 +92,6 @@ def _attach_pdf(version: TemplateVersion, data: bytes, info: PdfInfo, filename: 
     version.source_sha256 = info.sha256
     version.page_count = info.page_count
     version.pages = _pages_of(info)
-    version.images_status = "pending"
-    version.images_error = None
 
 
 def create_from_pdf(
@@ -126,7 +124,7 @@ def create_from_pdf(
         subject=version,
         data={"number": 1, "sha256": info.sha256, "pages": info.page_count, "file": filename},
     )
-    jobs.enqueue(images.render_page_images, version.id)
+    images.VERSIONS.request(version)
     db.session.commit()
     return version
 
@@ -175,12 +173,12 @@ def _apply_body(
     pdf = authoring.render_pdf(
         body, authoring.sample_values(known), known, title=version.template.name
     )
-    info = inspect_pdf(pdf, "authored.pdf")
+    info = inspect_generated_pdf(pdf)
     if info.sha256 != version.source_sha256:
         _attach_pdf(version, pdf, info, f"{version.template.name}.pdf")
         for field in version.fields:
             field.page = min(field.page, info.page_count)
-        jobs.enqueue(images.render_page_images, version.id)
+        images.VERSIONS.request(version)
     return []
 
 
@@ -250,5 +248,19 @@ def replace_pdf(version: TemplateVersion, data: bytes, filename: str, by: User) 
         subject=version,
         data={"sha256": info.sha256, "pages": info.page_count, "file": filename},
     )
-    jobs.enqueue(images.render_page_images, version.id)
+    images.VERSIONS.request(version)
+    db.session.commit()
+
+
+def retry_page_images(version: TemplateVersion, by: User) -> None:
+    """Ask again for page images that failed (or seem stuck)."""
+    if version.images_status == "ready" or not version.source_blob_id:
+        raise LibraryError("The pages of this version are already shown; nothing to try again.")
+    audit.record(
+        "template.images_retried",
+        actor=by,
+        subject=version,
+        data={"previous_error": version.images_error, "attempts": version.images_attempts},
+    )
+    images.VERSIONS.request(version)
     db.session.commit()

@@ -151,6 +151,19 @@ def editor(version_id: int) -> str:
     return render_template("library/_editor.html", **_editor_context(version))
 
 
+@bp.route("/versions/<int:version_id>/images/retry", methods=["POST"])
+@roles_required(*AUTHORS)
+def retry_images(version_id: int) -> Any:
+    """Ask again for page images that could not be made."""
+    version = _version_or_404(version_id)
+    try:
+        ops.retry_page_images(version, by=current_user)
+    except ops.LibraryError as exc:
+        return _fail(version, str(exc))
+    db.session.refresh(version)
+    return _fields_response(version)
+
+
 def _fields_response(version: TemplateVersion, status: int = 200, **extra: Any) -> Any:
     """After a field change: the editor fragment for htmx, else back to the page."""
     if web.wants_fragment():

@@ -17,6 +17,7 @@ from portal.library.drafts import (
     create_authored,
     create_from_pdf,
     replace_pdf,
+    retry_page_images,
     update_body,
 )
 from portal.library.errors import LibraryError
@@ -84,6 +85,7 @@ __all__ = [
     "reject",
     "replace_pdf",
     "retire",
+    "retry_page_images",
     "review_due",
     "sendable_templates",
     "set_roles",

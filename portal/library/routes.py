@@ -18,6 +18,7 @@ from portal import storage, text, web
 from portal.accounts.access import roles_required, team_scope
 from portal.accounts.models import Team
 from portal.documents.inspect import PdfProblem
+from portal.documents.pages import image_type
 from portal.extensions import db
 from portal.library import operations as ops
 from portal.library import review_routes  # noqa: F401  (registers its routes on bp)
@@ -185,7 +186,7 @@ def page_image(version_id: int, number: int) -> Response:
     if request.if_none_match.contains(blob_id):
         response = Response(status=304)
     else:
-        response = Response(storage.get(blob_id), mimetype="image/png")
+        response = Response(storage.get(blob_id), mimetype=image_type(page))
     response.set_etag(blob_id)
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return response
