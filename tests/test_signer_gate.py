@@ -25,7 +25,7 @@ from tests.test_signing import _csrf, _path, sent  # noqa: F401 - the fixture
 from tests.test_signing_reads import _together
 
 PDF = b"%PDF"
-PNG = b"\x89PNG\r\n\x1a\n"
+IMAGES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}  # magic numbers
 ACCESS_CODE = "blue-4711"
 
 
@@ -72,7 +72,7 @@ def _refused(client, public_id, image_status: int, explanation: str) -> None:
     """The PDF and a page image give nothing of the document; the PDF explains why."""
     image = client.get(f"/sign/{public_id}/pages/1.png")
     assert image.status_code == image_status
-    assert image.data == b"" and image.mimetype != "image/png"
+    assert image.data == b"" and image.mimetype not in IMAGES
     pdf = client.get(f"/sign/{public_id}/document.pdf", follow_redirects=True)
     assert pdf.mimetype == "text/html" and PDF not in pdf.data
     assert explanation in pdf.get_data(as_text=True)
@@ -80,7 +80,7 @@ def _refused(client, public_id, image_status: int, explanation: str) -> None:
 
 def _served(client, public_id) -> None:
     image = client.get(f"/sign/{public_id}/pages/1.png")
-    assert image.status_code == 200 and image.data.startswith(PNG)
+    assert image.status_code == 200 and image.data.startswith(IMAGES[image.mimetype])
     pdf = client.get(f"/sign/{public_id}/document.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(PDF)
 

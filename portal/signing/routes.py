@@ -25,6 +25,7 @@ from markupsafe import Markup
 from portal import storage, web
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
+from portal.documents.pages import image_type
 from portal.envelopes import disclosure, sealing
 from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
@@ -408,7 +409,8 @@ def page_image(public_id: str, number: int) -> Response:
     pages = seen.envelope.pages or []
     if not 1 <= number <= len(pages) or not pages[number - 1].get("image_blob_id"):
         abort(404)
-    return Response(storage.get(str(pages[number - 1]["image_blob_id"])), mimetype="image/png")
+    page = pages[number - 1]
+    return Response(storage.get(str(page["image_blob_id"])), mimetype=image_type(page))
 
 
 @bp.route("/sign/<public_id>/document.pdf")
