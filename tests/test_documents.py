@@ -614,15 +614,16 @@ def test_large_and_thin_pages_are_rendered_within_the_side_caps(size: tuple[int,
 
 
 def _photo_page() -> bytes:
-    import random
-
-    rng = random.Random(3)
-    noise = Image.frombytes("RGB", (300, 300), bytes(rng.getrandbits(8) for _ in range(270000)))
-    picture = io.BytesIO()
-    noise.save(picture, format="PNG")
+    """A page covered by a photograph-like picture: smooth shading with grain."""
+    size = (600, 800)
+    shade = Image.effect_mandelbrot(size, (-2.0, -1.2, 0.8, 1.2), 60)
+    grain = Image.effect_noise(size, 24)
+    picture = Image.merge("RGB", (shade, Image.linear_gradient("L").resize(size), grain))
+    encoded = io.BytesIO()
+    picture.save(encoded, format="PNG")
     out = io.BytesIO()
     c = canvas.Canvas(out, pagesize=A4)
-    c.drawImage(ImageReader(io.BytesIO(picture.getvalue())), 0, 0, A4_W, A4_H)
+    c.drawImage(ImageReader(io.BytesIO(encoded.getvalue())), 0, 0, A4_W, A4_H)
     c.showPage()
     c.save()
     return out.getvalue()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
@@ -34,13 +35,21 @@ from werkzeug.test import encode_multipart
 from portal import clock, storage
 from portal.documents.attachments import check_attachment
 from portal.documents.inspect import PdfProblem, inspect_pdf
-from portal.documents.pages import PageImageProblem, render_pages
+from portal.documents.pages import (
+    MAX_DOCUMENT_IMAGE_BYTES,
+    MAX_SIDE_PX,
+    PageImageProblem,
+    render_pages,
+)
 from portal.extensions import db
 from portal.library import images
 from portal.library.models import Template, TemplateVersion
 from tests import hostile
+from tests import test_input_hygiene as hygiene
 from tests.conftest import audit_events
 from tests.services import free_port
+
+world = hygiene.world  # the fixture: demo content, a draft, a sent envelope
 
 # Tighter than the defaults, so that the suite stays quick; the same code paths.
 LIMITS = {"SANDBOX_CPU_SECONDS": 4, "SANDBOX_MEMORY_MB": 512, "SANDBOX_WALL_SECONDS": 8}
@@ -206,9 +215,23 @@ def test_rendering_what_slipped_past_inspection_stops_within_the_limits(limited,
         assert time.monotonic() - started < WALL
 
 
-def test_many_poster_pages_of_noise_exceed_the_image_budget(limited) -> None:
-    with limited.app_context(), pytest.raises(PageImageProblem, match="more than 40 MB"):
-        render_pages(corpus("poster_noise_pages"))
+def test_many_poster_pages_of_noise_stay_within_the_image_caps(limited) -> None:
+    # 200 A0 pages: drawn at a smaller scale, so that together they stay within the budget
+    # (without the caps they took 278 MB), or refused when they would not.
+    with limited.app_context():
+        try:
+            pages = render_pages(corpus("poster_noise_pages"))
+        except PageImageProblem as exc:
+            assert "more than 40 MB" in str(exc) or "took longer than" in str(exc)
+        else:
+            assert len(pages) == 200
+            assert all(max(p.width_px, p.height_px) <= MAX_SIDE_PX for p in pages)
+            assert sum(len(p.image) for p in pages) <= MAX_DOCUMENT_IMAGE_BYTES
+
+
+def test_a_document_whose_images_would_be_too_large_is_refused(limited) -> None:
+    with limited.app_context(), pytest.raises(PageImageProblem, match="more than 2 MB"):
+        render_pages(corpus("poster_noise_pages"), max_bytes=2 * 1024 * 1024)
 
 
 def _draft_with_source(app, make_staff, data: bytes) -> int:
@@ -392,3 +415,47 @@ def test_a_real_server_stays_small_and_answers_health_checks_during_hostile_chec
     assert "took too long to check" in html.unescape(answers[-1][1])
     peaks = {pid: _peak_rss_mb(pid) for pid in _workers(master)}
     assert peaks and max(peaks.values()) < 400, peaks
+
+
+# ---------------------------------------------------------------- signer attachments
+
+
+def _attach(signer, public_id: str, data: bytes, name: str, kind: str):
+    boundary, body = encode_multipart(
+        {
+            "csrf_token": signer.csrf(),
+            "adoption": "typed",
+            "typed_name": "Zoë Nowak",
+            "agree": "yes",
+            "f-receipt_photo": FileStorage(io.BytesIO(data), name, content_type=kind),
+        }
+    )
+    return signer.client.post(
+        f"/sign/{public_id}/sign",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def test_a_signer_attachment_is_read_in_the_sandbox_before_it_is_kept(world) -> None:
+    signer = hygiene._signer(world)
+    photo = io.BytesIO()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(photo, format="JPEG")
+    cut_off = photo.getvalue()[: len(photo.getvalue()) // 2]
+    cases = (
+        (corpus("javascript_uri_link"), "scan.pdf", "application/pdf",
+         "This PDF contains scripts or attached files", "active content"),
+        (corpus("self_drawing_form"), "loop.pdf", "application/pdf",
+         "This file could not be read", "damaged"),
+        (cut_off, "receipt.jpg", "image/jpeg", "This file could not be read", "damaged"),
+    )  # fmt: skip
+    for data, name, kind, message, reason in cases:
+        response = _attach(signer, world.public_id, data, name, kind)
+        assert response.status_code == 422, name
+        assert message in html.unescape(response.get_data(as_text=True)), name
+        event = audit_events(world.app, "recipient.attachment_refused")[-1]
+        assert event.data["file"] == name and reason in event.data["reason"], event.data
+    assert audit_events(world.app, "recipient.signed") == []
+    good = _attach(signer, world.public_id, photo.getvalue(), "receipt.jpg", "image/jpeg")
+    assert good.status_code == 302
+    assert len(audit_events(world.app, "recipient.signed")) == 1

@@ -6,9 +6,9 @@ a page that never finishes drawing, or a document whose images would fill the di
 stopped and refused there with a message that says why.
 
 Limits: each bitmap is at most ``MAX_SIDE_PX`` wide and high and ``MAX_PIXELS`` in all (a
-poster-size or very thin page is drawn at a smaller scale); pages that look photographic (many
-colours) are stored as JPEG, the rest as PNG; a document's images together may not exceed
-``MAX_DOCUMENT_IMAGE_BYTES``.
+poster-size or very thin page is drawn at a smaller scale); photographic pages (many colours,
+which JPEG shrinks) are stored as JPEG, the rest as PNG; a document's images together may not
+exceed ``MAX_DOCUMENT_IMAGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ PDFIUM_LOCK = threading.RLock()
 MAX_SIDE_PX = 2400
 MAX_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
 MAX_DOCUMENT_IMAGE_BYTES = 40 * 1024 * 1024
-# A page whose quarter-size copy has more colours than this is treated as a photograph.
-PHOTO_COLOURS = 1024
+# A page whose sample (every fourth pixel each way) has more colours than this may be a
+# photograph; JPEG at no more than this many bytes a pixel means it is one.
+PHOTO_COLOURS = 4096
+PHOTO_BYTES_PER_PIXEL = 0.3
 JPEG_QUALITY = 82
 PNG = "image/png"
 JPEG = "image/jpeg"
@@ -60,19 +62,31 @@ def page_scale(width_pt: float, height_pt: float, scale: float) -> float:
     return scale
 
 
-def _encode(image: Image.Image) -> tuple[bytes, str]:
-    """PNG for text and line art; JPEG for photographic pages (a fraction of the size)."""
-    thumbnail = image.reduce(4) if min(image.size) >= 8 else image
-    photographic = thumbnail.getcolors(maxcolors=PHOTO_COLOURS) is None
+def _save(image: Image.Image, kind: str) -> bytes:
     out = io.BytesIO()
-    if photographic:
+    if kind == JPEG:
         image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-        return out.getvalue(), JPEG
-    image.save(out, format="PNG", compress_level=6)
-    return out.getvalue(), PNG
+    else:
+        image.save(out, format="PNG", compress_level=6)
+    return out.getvalue()
 
 
-def render_document(data: bytes, scale: float) -> list[RenderedPage]:
+def _encode(image: Image.Image) -> tuple[bytes, str]:
+    """PNG for text and line art; JPEG for photographic pages, where it is a fraction of the
+    size (a page of many colours that JPEG does not shrink, such as flat blocks of noise,
+    stays PNG when that is smaller)."""
+    width, height = image.size
+    sample = image.resize((max(1, width // 4), max(1, height // 4)), Image.Resampling.NEAREST)
+    if sample.getcolors(maxcolors=PHOTO_COLOURS) is not None:
+        return _save(image, PNG), PNG
+    jpeg = _save(image, JPEG)
+    if len(jpeg) <= width * height * PHOTO_BYTES_PER_PIXEL:
+        return jpeg, JPEG
+    png = _save(image, PNG)
+    return (jpeg, JPEG) if len(jpeg) < len(png) else (png, PNG)
+
+
+def render_document(data: bytes, scale: float, max_bytes: int) -> list[RenderedPage]:
     """Render every page (run this in the sandbox; ``render_pages`` does).
 
     Each page has its /Rotate applied, annotations and form fields drawn, on white. The
@@ -109,10 +123,10 @@ def render_document(data: bytes, scale: float) -> list[RenderedPage]:
             width_px, height_px = image.size
             image.close()
             total += len(encoded)
-            if total > MAX_DOCUMENT_IMAGE_BYTES:
+            if total > max_bytes:
                 raise PageImageProblem(
                     f"The page images of this PDF would take more than "
-                    f"{MAX_DOCUMENT_IMAGE_BYTES // (1024 * 1024)} MB (page {index + 1} of "
+                    f"{max_bytes / (1024 * 1024):.0f} MB (page {index + 1} of "
                     f"{count} reached it), far more than an ordinary document needs. Save it "
                     "with smaller or fewer pictures, or print it to a new PDF, and upload that."
                 )
@@ -123,7 +137,9 @@ def render_document(data: bytes, scale: float) -> list[RenderedPage]:
     return pages
 
 
-def render_pages(data: bytes, scale: float = 1.5) -> list[RenderedPage]:
+def render_pages(
+    data: bytes, scale: float = 1.5, max_bytes: int = MAX_DOCUMENT_IMAGE_BYTES
+) -> list[RenderedPage]:
     """Every page as an image, rendered in the sandbox; raises ``PageImageProblem``.
 
     Call this only on bytes that ``inspect_pdf`` accepted.
@@ -133,7 +149,7 @@ def render_pages(data: bytes, scale: float = 1.5) -> list[RenderedPage]:
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, not {scale!r}")
     try:
-        return sandbox.run(render_document, data, scale)
+        return sandbox.run(render_document, data, scale, max_bytes)
     except sandbox.Overrun as exc:
         raise PageImageProblem(
             f"Drawing the pages {exc.cost(sandbox.configured())}, so they cannot be shown: the "

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from PIL import Image, UnidentifiedImageError
 
 from portal import clock
+from portal.documents.attachments import check_attachment
 from portal.envelopes.models import Envelope, Recipient
 from portal.library import rules
 from portal.library.models import Field
@@ -95,6 +96,29 @@ def _refused(item: Field, upload: Upload, reason: str) -> dict[str, Any]:
     }
 
 
+def _content_problem(data: bytes, kind: str) -> tuple[str, str] | None:
+    """What is wrong inside an attachment (read in the sandbox): (message, audit reason)."""
+    code = check_attachment(data, kind)
+    if code is None:
+        return None
+    if code == "active_content":
+        message = _(
+            "This PDF contains scripts or attached files, which we do not accept. Attach a "
+            "photo, or print the document to a new PDF and attach that."
+        )
+    elif code == "too_complex":
+        message = _("This file is too large or complex to check. Attach a smaller photo or PDF.")
+    elif code == "busy":
+        message = _("We could not check your file just now. Wait a moment and send it again.")
+    else:
+        message = _("This file could not be read. Attach a photo or a PDF that opens normally.")
+    return message, {
+        "active_content": "active content (scripts or attached files)",
+        "too_complex": "too large or complex to check",
+        "busy": "the file checks were busy",
+    }.get(code, "damaged: could not be read")
+
+
 def _attachment_type(data: bytes) -> str | None:
     for magic, kind in ATTACHMENT_TYPES.items():
         if data.startswith(magic):
@@ -157,6 +181,9 @@ def check(
             elif kind is None:
                 out.problems[item.key] = _("Attach a photo (JPEG or PNG) or a PDF.")
                 out.refused_files.append(_refused(item, upload, "not a JPEG, PNG or PDF"))
+            elif refusal := _content_problem(upload.data, kind):
+                out.problems[item.key], reason = refusal
+                out.refused_files.append(_refused(item, upload, reason))
             else:
                 out.files[item.key] = (upload.data, kind)
                 out.values[item.key] = printable(upload.filename)[:200]
