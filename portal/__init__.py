@@ -21,6 +21,7 @@ from portal.extensions import (
     login_manager,
     migrate,
     ping_when_idle,
+    read_requests_first,
     skip_idle_rate_limit_check,
     sqlite_begin,
 )
@@ -76,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     babel.init_app(app, locale_selector=_locale)
     limiter.init_app(app)
+    read_requests_first(app)  # before the other before-request functions: they may read
 
     with app.app_context():
         reader = add_reader(app, db.engine, engine_options)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app, g, has_app_context
+from flask import Flask, current_app, g, has_app_context, request
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -16,7 +17,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import Engine, MetaData, Row, create_engine, event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -93,22 +94,31 @@ def ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkout", test)  # DisconnectionError: the pool connects afresh
 
 
-# Read-mostly requests (the signer's GET pages). On SQLite every transaction normally takes
-# the database-wide write lock up front (BEGIN IMMEDIATE): writers queue instead of failing
-# half-way, and read-then-write work (the audit chain's append, a state change checked first)
-# cannot interleave. A request that calls ``reads_first()`` begins deferred transactions
-# instead, so that its readers run side by side; on PostgreSQL it reads in autocommit mode,
-# where each statement sees committed data as it would in a READ COMMITTED transaction, without
-# the BEGIN and ROLLBACK round trips. Before such a request changes anything it calls
-# ``write_lock()``: the read-only transaction, which has written nothing, ends (every loaded
-# object expires) and the rest of the request uses ordinary writing transactions, so what it
-# reads again and then changes is read under the lock. Guards: a SELECT ... FOR UPDATE in a
-# read-only transaction calls ``write_lock()`` itself when nothing is pending, and PostgreSQL
-# refuses a change made in autocommit mode (it would not be atomic).
+# Reading and locking. On SQLite a transaction that begins with BEGIN IMMEDIATE takes the
+# database-wide write lock up front: writers queue instead of failing half-way, and
+# read-then-write work (the audit chain's append, a state change checked first) cannot
+# interleave. Only work that writes may hold that lock, so a request that reads
+# (``reads_first()``: every GET, HEAD and OPTIONS request, and views marked ``read_only``)
+# begins deferred transactions instead: its readers neither wait for writers nor make them
+# wait. On PostgreSQL it reads in autocommit mode, where each statement sees committed data as
+# it would in a READ COMMITTED transaction, without the BEGIN and ROLLBACK round trips. Before
+# such a request changes anything it calls ``write_lock()``: the read-only transaction, which
+# has written nothing, ends (every loaded object expires) and the next transaction is an
+# ordinary writing one, so what it reads again and then changes is read under the lock; once
+# that transaction ends the request reads without locking again. Guards: a SELECT ... FOR
+# UPDATE in a read-only transaction calls ``write_lock()`` itself when nothing is pending, and
+# a change in a read-only transaction is refused with an error: on PostgreSQL it would not be
+# atomic, and on SQLite it would take the write lock in the middle of a read, which fails
+# (SQLITE_BUSY) when another writer committed since the read began. Jobs and CLI commands
+# write: their transactions take the lock from the start unless they call ``reads_first()``.
+SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_READ_ONLY_VIEW = "portal_read_only"  # on a view function: it only reads, whatever the method
 _DEFERRED = "portal_sqlite_deferred"  # on the connection: this transaction began deferred
 _CHANGES = "portal_sqlite_changes"  # on the connection: total_changes when it began
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 _guarded = False
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 
 def reads_first() -> None:
@@ -120,6 +130,28 @@ def reads_first() -> None:
     """
     g.portal_reads_first = True
     _install_guards()
+
+
+def read_only(view: V) -> V:
+    """Mark a view that only reads even when posted to (a preview, a check): it reads first."""
+    setattr(view, _READ_ONLY_VIEW, True)
+    return view
+
+
+def _reads_first_when_reading() -> None:
+    if request.method in SAFE_METHODS or getattr(
+        current_app.view_functions.get(request.endpoint or ""), _READ_ONLY_VIEW, False
+    ):
+        reads_first()
+
+
+def read_requests_first(app: Flask) -> None:
+    """Make requests that read (safe methods, ``read_only`` views) read without locking.
+
+    Register it before any other before-request function, so that nothing reads before it.
+    """
+    _install_guards()
+    app.before_request(_reads_first_when_reading)
 
 
 READER = "portal_reader"  # app.extensions: the autocommit engine ``read_row`` uses
@@ -172,9 +204,14 @@ def _changes(conn: Any) -> int:
     return int(conn.connection.dbapi_connection.total_changes)
 
 
+def _reading() -> bool:
+    """Whether this context's next transaction only reads (see the note above)."""
+    return has_app_context() and bool(g.get("portal_reads_first")) and not g.get("portal_writing")
+
+
 def sqlite_begin(conn: Any) -> None:
     """Begin a SQLite transaction (SQLAlchemy's ``begin`` event; see the note above)."""
-    deferred = has_app_context() and bool(g.get("portal_reads_first"))
+    deferred = _reading()
     conn.info[_DEFERRED] = deferred
     if deferred:
         conn.info[_CHANGES] = _changes(conn)
@@ -195,53 +232,65 @@ def _read_only(session: Session) -> str | None:
     return "autocommit" if autocommit else None
 
 
+def _pending(session: Session) -> bool:
+    """Whether the session holds changes not yet flushed (assignments of the same value aside)."""
+    return bool(
+        session.new or session.deleted or any(session.is_modified(o) for o in session.dirty)
+    )
+
+
 def write_lock(session: Session | None = None) -> bool:
     """Make the current transaction one that may write; call it before reading what you change.
 
     In a ``reads_first`` request the read-only transaction, which must have written nothing,
-    is ended, which expires every loaded object, and the rest of the request uses writing
-    transactions (BEGIN IMMEDIATE on SQLite). Returns True when it did so: the caller's objects
-    are read again, under the lock, when next used, so it must check again whatever it decided
-    from them. Elsewhere it does nothing (PostgreSQL code locks the rows it changes with
-    FOR UPDATE; SQLite's writers hold the write lock from the start).
+    is ended, which expires every loaded object, and the next transaction is a writing one
+    (BEGIN IMMEDIATE on SQLite); once that one ends the request reads without locking again.
+    Returns True when it restarted: the caller's objects are read again, under the lock, when
+    next used, so it must check again whatever it decided from them. Elsewhere it does nothing
+    (PostgreSQL code locks the rows it changes with FOR UPDATE; SQLite's writers hold the
+    write lock from the start).
     """
-    if has_app_context():
-        g.portal_reads_first = False
     session = session or db.session()
     mode = _read_only(session)
-    if mode is None:
-        return False
-    conn = session.connection()
-    wrote = mode == "deferred" and _changes(conn) != conn.info.get(_CHANGES)
-    if wrote or session.new or session.dirty or session.deleted:
-        raise RuntimeError("write_lock() must be called before the first change of a transaction")
-    session.rollback()
-    return True
+    if mode is not None:
+        conn = session.connection()
+        wrote = mode == "deferred" and _changes(conn) != conn.info.get(_CHANGES)
+        if wrote or _pending(session):
+            raise RuntimeError(
+                "write_lock() must be called before the first change of a transaction"
+            )
+        session.rollback()
+    if has_app_context():
+        g.portal_writing = True  # (after the rollback, which ends a transaction)
+    return mode is not None
 
 
 def _guard_execute(state: ORMExecuteState) -> None:
     session = state.session
-    if (
-        not session.in_transaction()
-        and has_app_context()
-        and g.get("portal_reads_first")
-        and session.get_bind().dialect.name != "sqlite"
-    ):
-        session.connection(execution_options=_AUTOCOMMIT)  # the request's first read
-    if state.is_select and getattr(state.statement, "_for_update_arg", None) is None:
-        return  # a plain read
-    mode = _read_only(session)
-    if mode is None:
+    if not session.in_transaction() and _reading():
+        # The request's first statement: begin its read-only transaction now, so that the
+        # checks below see it (autocommit on PostgreSQL, a deferred BEGIN on SQLite).
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        session.connection(execution_options=None if sqlite else _AUTOCOMMIT)
+    locking = state.is_select and getattr(state.statement, "_for_update_arg", None) is not None
+    if not (locking or state.is_insert or state.is_update or state.is_delete):
+        return  # a plain read (textual SQL is taken for one: the portal writes through the ORM)
+    if _read_only(session) is None:
         return
-    if state.is_select and not (session.new or session.dirty or session.deleted):
+    if locking and not _pending(session):
         write_lock(session)  # FOR UPDATE: whoever reads this way is about to change it
-    elif mode == "autocommit":
+    else:
         raise RuntimeError("a read-only request changes data: call write_lock() first")
 
 
 def _guard_flush(session: Session, _context: Any, _instances: Any) -> None:
-    if _read_only(session) == "autocommit":
+    if _read_only(session) is not None and _pending(session):
         raise RuntimeError("a read-only request changes data: call write_lock() first")
+
+
+def _transaction_ended(_session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and has_app_context():
+        g.pop("portal_writing", None)  # write_lock() held for that transaction only
 
 
 def _install_guards() -> None:
@@ -249,6 +298,7 @@ def _install_guards() -> None:
     if not _guarded:
         event.listen(Session, "do_orm_execute", _guard_execute)
         event.listen(Session, "before_flush", _guard_flush)
+        event.listen(Session, "after_transaction_end", _transaction_ended)
         _guarded = True
 
 

@@ -11,7 +11,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select, update
 
 from portal import clock, jobs, mail
-from portal.extensions import db
+from portal.extensions import db, write_lock
 from portal.mail import Message
 from portal.mailbox import HTML_CSP, links
 from tests.conftest import ARTIFACTS, Portal, audit_events
@@ -224,6 +224,7 @@ def test_smtp_down_keeps_the_message_and_the_sweeper_sends_it_once(
 ):
     @down_app.get("/_test/queue-mail")
     def queue_mail() -> dict[str, int]:
+        write_lock()  # a GET that writes
         message_id = _queue().id
         db.session.commit()
         return {"id": message_id}

@@ -57,13 +57,12 @@ def _unauthorized() -> Response:
 
 
 def _require_own_password() -> Any:
-    if "_user_id" not in session:
-        return None  # nobody signed in here (a customer signing, say): nothing to load
-    if (
-        current_user.is_authenticated
-        and current_user.must_change_password
-        and request.endpoint not in PASSWORD_CHANGE_ALLOWED
-    ):
+    if "_user_id" not in session or request.endpoint in PASSWORD_CHANGE_ALLOWED:
+        # Nobody signed in here (a customer signing, say), or a page open anyway: it loads
+        # the user itself if it needs one (static files and /healthz need none, so they
+        # never wait for the session's once-a-minute write).
+        return None
+    if current_user.is_authenticated and current_user.must_change_password:
         return redirect(url_for("account.password"))
     return None
 

@@ -16,7 +16,7 @@ from portal.accounts.forms import RoleTeamForm, TeamForm, UserForm
 from portal.accounts.models import Role, Team, User
 from portal.documents import keystore
 from portal.documents.seal import SealingError
-from portal.extensions import db
+from portal.extensions import db, write_lock
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -199,6 +199,7 @@ def new_team() -> Any:
 @bp.route("/sealing")
 def sealing() -> str:
     """The sealing certificate: subject, expiry, self-signed or from a CA, and warnings."""
+    write_lock()  # it may register the certificate, or make the development one
     try:
         status = keystore.status()
         problem = None

@@ -181,6 +181,10 @@ def _complete(user: User, method: str) -> str:
 
 def enrolment_secret(user: User) -> str:
     """The pending TOTP secret shown at enrolment, created on first ask."""
+    if user.totp_pending_blob_id is None:
+        # Made once: ask again under the lock (another tab may have made it a moment ago).
+        write_lock()
+        db.session.refresh(user, ["totp_pending_blob_id"], with_for_update=True)
     if user.totp_pending_blob_id is not None:
         return storage.get(user.totp_pending_blob_id).decode()
     secret = credentials.new_totp_secret()

@@ -16,7 +16,7 @@ from portal.accounts.access import can_see_team, roles_required, sees_all_teams,
 from portal.envelopes import operations as ops
 from portal.envelopes import sealing
 from portal.envelopes.models import Envelope, Recipient
-from portal.extensions import db
+from portal.extensions import db, read_only
 from portal.library import operations as library
 from portal.library.models import TemplateVersion
 from portal.library.operations import sendable_templates
@@ -114,6 +114,7 @@ def _links_page(envelope: Envelope, links: dict[int, str], heading: str) -> str:
 
 
 @bp.route("/envelopes/preview/<int:version_id>", methods=["POST"])
+@read_only
 @roles_required()
 def preview(version_id: int) -> Any:
     """The merged document with the values typed so far, before sending."""

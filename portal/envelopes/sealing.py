@@ -39,7 +39,7 @@ from portal.documents.seal import SealingCertError, SealingError, seal_pdf
 from portal.documents.stamp import Stamp, stamp_pdf
 from portal.envelopes import disclosure
 from portal.envelopes.models import Envelope, FieldValue, Recipient
-from portal.extensions import db
+from portal.extensions import db, write_lock
 
 log = logging.getLogger(__name__)
 
@@ -492,6 +492,8 @@ def record_download(envelope: Envelope, event: str, actor: Any, what: str) -> by
     else:
         content = render_certificate(evidence(envelope, sealed_sha256=envelope.sealed_sha256))
         data = {"interim": envelope.status != "completed"}
+    # Read and rendered without locking; the lock only for the event (it says what was sent).
+    write_lock()
     audit.record(event, actor=actor, subject=envelope, data=data)
     db.session.commit()
     return content

@@ -10,7 +10,7 @@ from flask_babel import force_locale
 from portal import web
 from portal.envelopes import sealing
 from portal.envelopes.verify import MAX_UPLOAD, verify_pdf
-from portal.extensions import db, limiter
+from portal.extensions import db, limiter, read_only
 
 bp = Blueprint("public", __name__)
 
@@ -20,6 +20,7 @@ def _locale() -> str:
 
 
 @bp.route("/verify", methods=["GET", "POST"])
+@read_only  # the check takes a while and writes nothing: writers must not wait for it
 @limiter.limit("30 per minute", methods=["POST"])
 def verify() -> Any:
     """Upload a PDF and learn whether it is a document sealed here, unchanged."""
