@@ -55,6 +55,7 @@ LABELS = {
     "user.sessions_ended": "Sessions ended by admin",
     "team.created": "Team created",
     "template.upload_refused": "Template upload refused",
+    "template.images_retried": "Page images asked for again",
     "envelope.created": "Envelope created",
     "envelope.sent": "Envelope sent",
     "envelope.link_sent": "Signing link sent",

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 
@@ -19,7 +20,13 @@ from tests.test_envelopes import REFUND_VALUES
 from tests.test_web import _concrete
 
 NUL = "\x00"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), "white").save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()  # a real (tiny) photo: attachments are decoded before they are kept
 
 
 def _counts(app) -> dict[str, int]:

@@ -232,6 +232,11 @@ _preloaded = False
 _NAME = "portal-sandbox"
 
 
+def _threads() -> int:
+    """How many threads this process runs (one: forking it is safe)."""
+    return threading.active_count()
+
+
 def _without_main(get_preparation_data: Callable[[str], dict[str, Any]]) -> Any:
     """multiprocessing prepares a fork server's child by importing the parent's main script
     (as ``__mp_main__``): a script without an ``if __name__ == "__main__"`` guard would run
@@ -251,7 +256,7 @@ def _without_main(get_preparation_data: Callable[[str], dict[str, Any]]) -> Any:
 def _context() -> ForkContext | ForkServerContext:
     """Fork directly when this process has one thread; else use the fork server."""
     global _preloaded
-    if threading.active_count() == 1:
+    if _threads() == 1:
         return ForkContext()
     context = ForkServerContext()
     with _server_lock:
