@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +53,14 @@ def my_pid() -> int:
     return os.getpid()
 
 
+def join_later(head: str, *, tail: Callable[[], str]) -> str:
+    return head + tail()
+
+
+def ignore_later(*, tail: Callable[[], str]) -> str:
+    return "did not need it"
+
+
 @pytest.fixture(params=["fork", "forkserver"])
 def mode(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -81,6 +89,32 @@ def test_result_and_keyword_arguments_come_back(mode: sandbox.Limits) -> None:
 
 def test_it_runs_in_another_process(mode: sandbox.Limits) -> None:
     assert sandbox.run(my_pid, limits=mode) != os.getpid()
+
+
+def test_a_later_argument_is_computed_by_the_caller_while_the_child_runs(
+    mode: sandbox.Limits,
+) -> None:
+    computed_in: list[int] = []
+
+    def tail() -> str:
+        computed_in.append(os.getpid())
+        return " and the rest"
+
+    assert sandbox.run(join_later, "the start", tail=sandbox.Later(tail), limits=mode) == (
+        "the start and the rest"
+    )
+    assert computed_in == [os.getpid()]
+    assert sandbox.run(ignore_later, tail=sandbox.Later(tail), limits=mode) == "did not need it"
+
+
+def test_a_later_argument_that_fails_stops_the_child(mode: sandbox.Limits) -> None:
+    def broken() -> str:
+        raise LookupError("no certificate")
+
+    started = time.monotonic()
+    with pytest.raises(LookupError, match="no certificate"):
+        sandbox.run(join_later, "x", tail=sandbox.Later(broken), limits=mode)
+    assert time.monotonic() - started < mode.wall_seconds
 
 
 def test_an_exception_of_the_work_is_raised_in_the_caller(mode: sandbox.Limits) -> None:

@@ -31,6 +31,7 @@ import errno
 import faulthandler
 import fcntl
 import functools
+import gc
 import logging
 import os
 import resource
@@ -120,6 +121,29 @@ def configured() -> Limits:
     )
 
 
+class Later:
+    """An argument the caller computes while the child already runs (``run(..., x=Later(f))``):
+    the child gets a function that waits for the value, so it can do its first part of the
+    work meanwhile. The value is computed in the caller, so it must not come from outside."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
+class _Awaited:
+    """In the child: the value of a ``Later`` argument, received from the caller on first use."""
+
+    def __init__(self, conn: Connection, name: str, values: dict[str, Any]) -> None:
+        self.conn = conn
+        self.name = name
+        self.values = values  # shared by the arguments of one call: one message for all
+
+    def __call__(self) -> Any:
+        if not self.values:
+            self.values.update(self.conn.recv())
+        return self.values[self.name]
+
+
 # ---------------------------------------------------------------- slots
 
 
@@ -162,6 +186,9 @@ def _mapped_bytes() -> int:
 
 
 def _confine(limits: Limits) -> None:
+    # The parent's objects are shared copy-on-write: a garbage collection walking them would
+    # copy the whole heap into this process. Only the child's own objects are collected.
+    gc.freeze()
     faulthandler.disable()  # a crash here is reported by the parent, not dumped on stderr
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGXCPU, signal.SIGALRM):
         signal.signal(number, signal.SIG_DFL)
@@ -282,23 +309,47 @@ def _end_read_transaction() -> None:
 
 
 def run(func: Callable[..., R], *args: Any, limits: Limits | None = None, **kwargs: Any) -> R:
-    """``func(*args, **kwargs)`` in a confined child process; its exceptions are raised here."""
+    """``func(*args, **kwargs)`` in a confined child process; its exceptions are raised here.
+
+    A keyword argument given as ``Later(compute)`` is computed here after the child has
+    started, and reaches ``func`` as a function that returns it (waiting for it if need be).
+    """
     limits = limits or configured()
     _end_read_transaction()
-    call = functools.partial(func, *args, **kwargs)
+    later = {name: value for name, value in kwargs.items() if isinstance(value, Later)}
+    plain = {name: value for name, value in kwargs.items() if name not in later}
     with _slot(limits):
-        return _run_in_child(call, limits)
+        return _run_in_child(func, args, plain, later, limits)
 
 
-def _run_in_child(call: Callable[[], R], limits: Limits) -> R:
+def _run_in_child(
+    func: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    later: dict[str, Later],
+    limits: Limits,
+) -> R:
     context = _context()
     receive, send = context.Pipe(duplex=False)
+    feed_out, feed_in = context.Pipe(duplex=False) if later else (None, None)
+    if feed_out is not None:
+        shared: dict[str, Any] = {}
+        kwargs = {**kwargs, **{name: _Awaited(feed_out, name, shared) for name in later}}
+    call = functools.partial(func, *args, **kwargs)
     process = context.Process(target=_child, args=(send, limits, call), name=_NAME, daemon=True)
     process.start()  # (the first start of a fork server loads the libraries: not counted)
     started = time.monotonic()
     send.close()
     message: tuple[str, Any, list[logging.LogRecord]] | None = None
     try:
+        if feed_in is not None and feed_out is not None:
+            feed_out.close()
+            try:
+                values = {name: value.compute() for name, value in later.items()}
+                with contextlib.suppress(OSError):  # a child that already died reads nothing
+                    feed_in.send(values)
+            finally:
+                feed_in.close()
         deadline = started + limits.wall_seconds
         while message is None:
             left = deadline - time.monotonic()

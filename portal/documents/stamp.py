@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -381,12 +381,14 @@ def stamp_pdf(
     pages: Sequence[PageBox],
     stamps: Sequence[Stamp],
     *,
-    appendix: bytes | None = None,
+    appendix: bytes | Callable[[], bytes] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
     """The original PDF with every stamp drawn in place, the appendix pages added at the end
     and ``metadata`` (keys such as "/Title" or "/PortalEnvelope") merged into the document
-    info. ``pages`` are the original's page boxes (their rotation turns the stamps upright).
+    info. ``appendix`` may be a function that returns it, called only when it is needed (in
+    the sandbox: the caller renders it while the pages are stamped). ``pages`` are the
+    original's page boxes (their rotation turns the stamps upright).
     Raises ValueError for a stamp on a page that does not exist or that cannot be drawn.
     """
     reader = PdfReader(io.BytesIO(original))
@@ -423,7 +425,8 @@ def stamp_pdf(
             _draw_last(writer, target, layer_form, opening, closings)
 
     if appendix is not None:
-        for extra in PdfReader(io.BytesIO(appendix)).pages:
+        appended = appendix() if callable(appendix) else appendix
+        for extra in PdfReader(io.BytesIO(appended)).pages:
             writer.add_page(extra)
     if metadata:
         info: dict[str, Any] = {

@@ -319,7 +319,7 @@ def seal_envelope(envelope_id: int) -> str:
         values = _values(envelope)
         images: dict[str, bytes] = {}
         marks = stamps(envelope, values, images)
-        certificate = render_certificate(evidence(envelope, values=values, images=images))
+        facts = evidence(envelope, values=values, images=images)
         metadata = {
             "/Title": envelope.title,
             "/Subject": f"Signed and sealed; envelope {envelope.public_id}",
@@ -329,10 +329,12 @@ def seal_envelope(envelope_id: int) -> str:
         reason = f"Sealed by {current_app.config.get('ORG_NAME')}: envelope {envelope.public_id}"
         tsa_url = str(current_app.config.get("SEAL_TSA_URL") or "") or None
         db.session.rollback()  # no transaction (and no SQLite lock) during the PDF work
-        # The original and the signers' drawings came from outside: parse them in the sandbox.
+        # The original and the signers' drawings came from outside: they are stamped in the
+        # sandbox, while the certificate of completion is rendered here (on another core).
         stamped = sandbox.run(
-            stamp_pdf, original, pages, marks, appendix=certificate, metadata=metadata
-        )
+            stamp_pdf, original, pages, marks, metadata=metadata,
+            appendix=sandbox.Later(lambda: render_certificate(facts)),
+        )  # fmt: skip
         sealed = seal_pdf(
             stamped,
             identity,
