@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from flask import has_request_context, request
-from sqlalchemy import BigInteger, Integer, String, Text, select
+from sqlalchemy import BigInteger, Integer, String, Text, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock, text
@@ -56,6 +56,17 @@ LABELS = {
     "team.created": "Team created",
     "template.upload_refused": "Template upload refused",
     "template.images_retried": "Page images asked for again",
+    "bulk.upload_refused": "Bulk send file refused",
+    "bulk.created": "Bulk send file uploaded",
+    "bulk.validated": "Bulk send rows checked",
+    "bulk.rows_excluded": "Bulk send rows left out",
+    "bulk.rows_included": "Bulk send rows taken back",
+    "bulk.discarded": "Bulk send upload discarded",
+    "bulk.started": "Bulk send started",
+    "bulk.cancelled": "Bulk send cancelled",
+    "bulk.finished": "Bulk send finished",
+    "bulk.voided": "Bulk send envelopes voided",
+    "bulk.report_downloaded": "Bulk send report downloaded",
     "envelope.created": "Envelope created",
     "envelope.sent": "Envelope sent",
     "envelope.link_sent": "Signing link sent",
@@ -241,6 +252,40 @@ def request_origin() -> tuple[str | None, str | None]:
     return (ip or None, agent or None)
 
 
+def _fields(
+    seq: int,
+    occurred_at: str,
+    event: str,
+    actor: Ref,
+    subject: Ref,
+    data: Mapping[str, Any] | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> dict[str, Any]:
+    """The stored (and hashed) columns of one event, but its hashes."""
+    actor_ref = _ref(actor)
+    subject_type, subject_id, _label = _ref(subject) if subject is not None else (None, None, None)
+    return {
+        "seq": seq,
+        "occurred_at": occurred_at,
+        "event": event,
+        "actor_type": actor_ref[0],
+        "actor_id": actor_ref[1],
+        "actor_label": (actor_ref[2] or "")[:255] or None,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "ip": ip,
+        "user_agent": user_agent,
+        "data_json": encode_data(mask(data or {})),
+    }
+
+
+def _lock_head() -> AuditHead:
+    return db.session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one()
+
+
 def record(
     event: str,
     *,
@@ -251,25 +296,18 @@ def record(
     user_agent: str | None = None,
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction."""
-    head = db.session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
+    head = _lock_head()
     req_ip, req_agent = request_origin()
-    actor_ref = _ref(actor)
-    subject_type, subject_id, _label = _ref(subject) if subject is not None else (None, None, None)
-    fields: dict[str, Any] = {
-        "seq": head.seq + 1,
-        "occurred_at": iso_time(clock.utcnow()),
-        "event": event,
-        "actor_type": actor_ref[0],
-        "actor_id": actor_ref[1],
-        "actor_label": (actor_ref[2] or "")[:255] or None,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "ip": ip or req_ip,
-        "user_agent": user_agent or req_agent,
-        "data_json": encode_data(mask(data or {})),
-    }
+    fields = _fields(
+        head.seq + 1,
+        iso_time(clock.utcnow()),
+        event,
+        actor,
+        subject,
+        data,
+        ip or req_ip,
+        user_agent or req_agent,
+    )
     digest = chain_hash(head.hash, canonical(**fields))
     entry = AuditEvent(**fields, prev_hash=head.hash, hash=digest)
     db.session.add(entry)
@@ -277,6 +315,43 @@ def record(
     head.hash = digest
     db.session.flush()
     return entry
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One event for ``record_many``: what ``record`` takes, as a value."""
+
+    event: str
+    actor: Ref = None
+    subject: Ref = None
+    data: Mapping[str, Any] | None = None
+
+
+def record_many(events: Iterable[Pending]) -> int:
+    """Append many events to the chain inside the caller's transaction; returns how many.
+
+    The same events, in the same order, as that many ``record`` calls (same canonical
+    encoding, same chain, the request's IP and User-Agent), with one lock of the head and one
+    multi-row INSERT: thousands of events (a bulk send's chunk) in a fraction of the time.
+    """
+    head = _lock_head()
+    ip, agent = request_origin()
+    occurred_at = iso_time(clock.utcnow())
+    seq, prev = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
+    for item in events:
+        seq += 1
+        fields = _fields(
+            seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent
+        )
+        digest = chain_hash(prev, canonical(**fields))
+        rows.append({**fields, "prev_hash": prev, "hash": digest})
+        prev = digest
+    if rows:
+        db.session.execute(insert(AuditEvent), rows)
+        head.seq, head.hash = seq, prev
+        db.session.flush()
+    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Sandboxes running at once on one machine. Empty: the number of CPUs.",
     ),
     Setting(
+        "BULK_MAIL_PER_MINUTE",
+        "600",
+        "Signing emails bulk send queues per minute, over all batches together (its envelopes "
+        "are created at that pace); 0: no limit.",
+    ),
+    Setting(
         "SANDBOX_QUEUE_SECONDS",
         "30",
         "How long a check waits for a free sandbox before it is refused as busy.",
@@ -247,6 +253,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SANDBOX_WALL_SECONDS": float(str(values["SANDBOX_WALL_SECONDS"] or 0)) or None,
         "SANDBOX_CONCURRENCY": int(str(values["SANDBOX_CONCURRENCY"] or 0)) or None,
         "SANDBOX_QUEUE_SECONDS": float(str(values["SANDBOX_QUEUE_SECONDS"])),
+        "BULK_MAIL_PER_MINUTE": int(str(values["BULK_MAIL_PER_MINUTE"])),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_COOKIE_NAME": "__Host-portal" if production else "portal_session",
