@@ -15,6 +15,7 @@ from portal.accounts.models import Role, User
 from portal.extensions import login_manager
 
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")  # a SELECT of any columns
 
 # Roles that see every team's records (compliance reviews and exports across teams).
 ALL_TEAMS = frozenset({Role.ADMIN.value, Role.COMPLIANCE.value})
@@ -48,9 +49,7 @@ def sees_all_teams(user: User) -> bool:
     return user.role in ALL_TEAMS
 
 
-def team_scope(
-    stmt: Select[Any], team_column: InstrumentedAttribute[Any], user: User
-) -> Select[Any]:
+def team_scope(stmt: S, team_column: InstrumentedAttribute[Any], user: User) -> S:
     """Limit a query to the rows of the user's team, unless the role sees all teams."""
     if sees_all_teams(user):
         return stmt

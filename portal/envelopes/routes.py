@@ -7,14 +7,13 @@ from typing import Any
 import segno
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from portal import text, web
-from portal.accounts.access import can_see_team, roles_required, sees_all_teams, team_scope
+from portal import clock, exports, web
+from portal.accounts.access import can_see_team, roles_required, sees_all_teams
+from portal.envelopes import console, export, sealing
 from portal.envelopes import operations as ops
-from portal.envelopes import sealing
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, read_only
 from portal.library import operations as library
@@ -22,8 +21,6 @@ from portal.library.models import TemplateVersion
 from portal.library.operations import sendable_templates
 
 bp = Blueprint("console", __name__)
-
-PAGE_SIZE = 50
 
 
 @bp.route("/")
@@ -33,44 +30,34 @@ def index() -> Response:
     return redirect(url_for(target))
 
 
-def _envelopes(query: str, status: str) -> list[Envelope]:
-    stmt = (
-        select(Envelope)
-        .options(selectinload(Envelope.recipients))
-        .order_by(Envelope.created_at.desc(), Envelope.id.desc())
-        .limit(PAGE_SIZE)
-    )
-    stmt = team_scope(stmt, Envelope.team_id, current_user)
-    if status:
-        stmt = stmt.where(Envelope.status == status)
-    if query.strip():
-        stmt = stmt.where(
-            or_(
-                text.contains(Envelope.title, query),
-                text.contains(Envelope.ticket_id, query),
-                Envelope.recipients.any(
-                    or_(text.contains(Recipient.name, query), text.contains(Recipient.email, query))
-                ),
-            )
-        )
-    return list(db.session.execute(stmt).scalars())
-
-
 @bp.route("/console")
 @roles_required()
 def home() -> str:
-    """The console: the team's envelopes with each recipient's status, and what can be sent."""
-    query = request.args.get("q", "")
-    status = request.args.get("status", "")
+    """The console: the envelopes in scope, filtered, sorted and paged, and what can be sent."""
+    query = console.ListQuery.parse(request.args, all_teams=sees_all_teams(current_user))
     return web.page(
         "envelopes/console.html",
-        "envelopes/_rows.html",
+        "envelopes/_results.html",
         all_teams=sees_all_teams(current_user),
         templates=sendable_templates(current_user),
-        envelopes=_envelopes(query, status),
-        q=query,
-        status=status,
+        template_choices=console.template_choices(current_user),
+        team_choices=console.team_choices(current_user),
+        statuses=console.STATUS_LABELS,
+        query=query,
+        page=console.page(
+            query, current_user, request.args.get("after", ""), request.args.get("before", "")
+        ),
     )
+
+
+@bp.route("/console/envelopes.csv")
+@roles_required()
+def export_list() -> Response:
+    """Every envelope the console's filters match, as a CSV file (an audit event)."""
+    query = console.ListQuery.parse(request.args, all_teams=sees_all_teams(current_user))
+    user = current_user._get_current_object()
+    name = f"envelopes-{clock.utcnow():%Y%m%d-%H%M}.csv"
+    return exports.csv_response(export.stream(query, user), name)
 
 
 def _sendable_version_or_404(version_id: int) -> TemplateVersion:

@@ -88,16 +88,25 @@ def ensure_sendable(version: TemplateVersion) -> None:
 
 
 def sendable_templates(user: User) -> list[tuple[Template, TemplateVersion]]:
-    """The templates the user's team may send now, each with its approved version."""
+    """The templates the user's team may send now, each with its approved version.
+
+    One statement whatever the number of templates: each live template with its approved
+    versions, newest first, of which the first is ``approved_version``'s answer.
+    """
     stmt = team_scope(
-        select(Template).where(Template.retired_at.is_(None)).order_by(Template.name),
+        select(Template, TemplateVersion)
+        .join(TemplateVersion, TemplateVersion.template_id == Template.id)
+        .where(
+            Template.retired_at.is_(None),
+            TemplateVersion.status == VersionStatus.APPROVED.value,
+        )
+        .order_by(Template.name, Template.id, TemplateVersion.number.desc()),
         Template.team_id,
         user,
     )
-    out = []
-    for template in db.session.execute(stmt).scalars():
-        version = approved_version(template)
-        if version is not None:
+    out: list[tuple[Template, TemplateVersion]] = []
+    for template, version in db.session.execute(stmt):
+        if not out or out[-1][0] is not template:
             out.append((template, version))
     return out
 

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms import SelectChoice
 
@@ -71,7 +72,12 @@ def _matches(row: dict[str, Any], status: str) -> bool:
 
 
 def _search(query: str, document_type: str, status: str) -> list[dict[str, Any]]:
-    stmt = select(Template).order_by(Template.name).limit(500)
+    stmt = (
+        select(Template)
+        .options(selectinload(Template.versions), selectinload(Template.team))
+        .order_by(Template.name)
+        .limit(500)
+    )
     stmt = team_scope(stmt, Template.team_id, current_user)
     if query.strip():
         stmt = stmt.where(
