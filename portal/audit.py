@@ -81,6 +81,8 @@ LABELS = {
     "envelope.seal_retried": "Sealing retried",
     "envelope.document_downloaded": "Sealed document downloaded",
     "envelope.report_downloaded": "Audit report downloaded",
+    "envelope.duplicate_confirmed": "Sent again after a repeat warning",
+    "envelope.filled_document_viewed": "Filled-in document viewed",
     "recipient.opened": "Link opened",
     "recipient.consented": "Disclosure accepted",
     "recipient.code_sent": "Code sent",
@@ -98,6 +100,8 @@ LABELS = {
     "mail.sent": "Email delivered to the mail server",
     "mail.failed": "Email delivery failed",
     "mail.abandoned": "Email delivery given up",
+    "mail.bounced": "Email bounced",
+    "mail.delayed": "Email delayed",
     "security.rate_limited": "Too many attempts (rate limited)",
 }
 

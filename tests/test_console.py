@@ -7,6 +7,7 @@ import re
 
 from sqlalchemy import select
 
+from portal.envelopes.idempotency import new_key
 from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library import operations as library
@@ -41,6 +42,7 @@ def _form(**overrides: str) -> dict[str, str]:
             "r-customer-auth": "link",
             "ticket_id": "T-42",
             "ticket_url": "https://crm.example.com/tickets/42",
+            "send_key": new_key(),  # (the form's own, made when it is shown)
         }
     )
     data.update(overrides)
@@ -51,7 +53,7 @@ def test_agent_sends_the_refund_and_sees_link_and_qr(app, runner_for):
     portal, version_id = _demo_agent(app, runner_for)
     console = portal.client.get("/console").get_data(as_text=True)
     assert f"/envelopes/new/{version_id}" in console and "No envelopes yet" in console
-    response = portal.post(f"/envelopes/new/{version_id}", _form())
+    response = portal.post(f"/envelopes/new/{version_id}", _form(), follow_redirects=True)
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "Sent" in page
     link = re.search(r'id="link-\d+">([^<]+)<', page).group(1)
@@ -91,17 +93,19 @@ def test_follow_up_resend_correct_and_void(app, runner_for):
         public_id, recipient_id = envelope.public_id, envelope.recipients[0].id
     page = portal.client.get(f"/envelopes/{public_id}").get_data(as_text=True)
     assert "Send a new link" in page and "Void envelope" in page
-    again = portal.post(f"/envelopes/{public_id}/recipients/{recipient_id}/resend").get_data(
-        as_text=True
-    )
+    again = portal.post(
+        f"/envelopes/{public_id}/recipients/{recipient_id}/resend", follow_redirects=True
+    ).get_data(as_text=True)
     assert "New link sent" in again
     fixed = portal.post(
-        f"/envelopes/{public_id}/recipients/{recipient_id}/email", {"email": "zoe.l@example.com"}
+        f"/envelopes/{public_id}/recipients/{recipient_id}/email",
+        {"email": "zoe.l@example.com"},
+        follow_redirects=True,
     )
     assert "Email corrected" in fixed.get_data(as_text=True)
     refused = portal.post(f"/envelopes/{public_id}/void", {"reason": ""})
-    assert refused.status_code == 302
-    assert "Give the reason" in portal.client.get(f"/envelopes/{public_id}").get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "Give the reason" in refused.get_data(as_text=True)
     portal.post(f"/envelopes/{public_id}/void", {"reason": "Duplicate request"})
     page = portal.client.get(f"/envelopes/{public_id}").get_data(as_text=True)
     assert "Voided: Duplicate request" in page and "Send a new link" not in page

@@ -12,7 +12,16 @@ from werkzeug.wrappers import Response
 
 from portal import clock, exports, web
 from portal.accounts.access import can_see_team, roles_required, sees_all_teams
-from portal.envelopes import console, export, sealing
+from portal.envelopes import (
+    checks,
+    console,
+    export,
+    forms,
+    handover,
+    idempotency,
+    sealing,
+    timeline,
+)
 from portal.envelopes import operations as ops
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, read_only
@@ -69,35 +78,8 @@ def _sendable_version_or_404(version_id: int) -> TemplateVersion:
     return version
 
 
-def _recipient_inputs(version: TemplateVersion) -> list[ops.RecipientInput]:
-    form = request.form
-    return [
-        ops.RecipientInput(
-            role=str(role["key"]),
-            name=form.get(f"r-{role['key']}-name", ""),
-            email=form.get(f"r-{role['key']}-email", ""),
-            phone=form.get(f"r-{role['key']}-phone", ""),
-            locale=form.get(f"r-{role['key']}-locale", "en"),
-            auth_method=form.get(f"r-{role['key']}-auth", ""),
-            access_code=form.get(f"r-{role['key']}-code", ""),
-        )
-        for role in version.roles
-    ]
-
-
 def _qr(link: str) -> str:
     return str(segno.make(link, error="m").svg_inline(scale=4, border=4, omitsize=True))
-
-
-def _links_page(envelope: Envelope, links: dict[int, str], heading: str) -> str:
-    invited = [
-        {"recipient": r, "link": links[r.id], "qr": _qr(links[r.id])}
-        for r in envelope.recipients
-        if r.id in links
-    ]
-    return render_template(
-        "envelopes/sent.html", envelope=envelope, invited=invited, heading=heading
-    )
 
 
 @bp.route("/envelopes/preview/<int:version_id>", methods=["POST"])
@@ -106,9 +88,8 @@ def _links_page(envelope: Envelope, links: dict[int, str], heading: str) -> str:
 def preview(version_id: int) -> Any:
     """The merged document with the values typed so far, before sending."""
     version = _sendable_version_or_404(version_id)
-    values = {k.key: request.form.get(f"m-{k.key}", "") for k in library.merge_keys(version)}
     try:
-        pdf = ops.preview(version, values)
+        pdf = ops.preview(version, forms.SendForm.posted(version, request.form).merge_values())
     except ops.EnvelopeError as exc:
         return web.error_response(422, str(exc))
     response = web.pdf_response(pdf, "preview.pdf", download=False)
@@ -116,39 +97,66 @@ def preview(version_id: int) -> Any:
     return response
 
 
+def _send_page(
+    version: TemplateVersion,
+    form: forms.SendForm,
+    error: str | None = None,
+    earlier: list[idempotency.EarlierSend] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    default_auth = str(version.settings.get("default_auth") or "link")
+    page = render_template(
+        "envelopes/new.html",
+        version=version,
+        form=form,
+        keys=library.merge_keys(version),
+        choices=checks.choices(version),
+        mirrors=forms.partners(version),
+        lengths=forms.input_lengths(version),
+        ranges=checks.ranges(version),
+        allowed=checks.AUTH_ALLOWED.get(default_auth, ("link",)),
+        error=error,
+        earlier=earlier or [],
+    )
+    return page, status
+
+
 @bp.route("/envelopes/new/<int:version_id>", methods=["GET", "POST"])
 @roles_required()
 def new(version_id: int) -> Any:
-    """Fill in the customer's details and send an approved template."""
+    """Fill in the customer's details and send an approved template (once per form).
+
+    A GET may carry values from a CRM ticket (a deep link, see the README): they only fill
+    the form. A POST sends and redirects to the result page; the same form sent again (a
+    double submit, a reload, a retry) lands there too, without sending again.
+    """
     version = _sendable_version_or_404(version_id)
-    error = None
-    if request.method == "POST":
-        values = {k.key: request.form.get(f"m-{k.key}", "") for k in library.merge_keys(version)}
-        try:
-            envelope, links = ops.create_and_send(
-                version,
-                values,
-                _recipient_inputs(version),
-                by=current_user,
-                ticket_id=request.form.get("ticket_id", ""),
-                ticket_url=request.form.get("ticket_url", ""),
-            )
-        except ops.EnvelopeError as exc:
-            db.session.rollback()
-            error = str(exc)
-        else:
-            return _links_page(envelope, links, "Sent")
-    return (
-        render_template(
-            "envelopes/new.html",
-            version=version,
-            keys=library.merge_keys(version),
-            form=request.form,
-            error=error,
-            allowed=ops.AUTH_ALLOWED.get(str(version.settings.get("default_auth")), ("link",)),
-        ),
-        422 if error else 200,
-    )
+    if request.method == "GET":
+        form = forms.SendForm.linked(version, request.args, idempotency.new_key())
+        return _send_page(version, form)
+    form = forms.SendForm.posted(version, request.form)
+    try:
+        envelope = idempotency.send_once(
+            form.key,
+            current_user,
+            version,
+            form.merge_values(),
+            form.recipients(),
+            ticket_id=form.get("ticket_id"),
+            ticket_url=form.get("ticket_url"),
+            options=form.options(),
+            confirm_duplicate=form.confirm_duplicate,
+        )
+    except idempotency.DuplicateWarning as warning:
+        return _send_page(version, form, earlier=warning.earlier, status=409)
+    except idempotency.FormExpired as exc:
+        db.session.rollback()
+        form.key = idempotency.new_key()
+        return _send_page(version, form, error=str(exc), status=422)
+    except ops.EnvelopeError as exc:
+        db.session.rollback()
+        return _send_page(version, form, error=str(exc), status=422)
+    return redirect(url_for("console.sent", public_id=envelope.public_id), code=303)
 
 
 def _envelope_or_404(public_id: str) -> Envelope:
@@ -160,13 +168,60 @@ def _envelope_or_404(public_id: str) -> Envelope:
     return envelope
 
 
+@bp.route("/envelopes/<public_id>/sent")
+@roles_required()
+def sent(public_id: str) -> str:
+    """The result of a send: the new links and QR codes, shown to this session once."""
+    envelope = _envelope_or_404(public_id)
+    shown = handover.take(envelope)
+    invited = [
+        {"recipient": r, "link": shown.links[r.id], "qr": _qr(shown.links[r.id])}
+        for r in envelope.recipients
+        if shown and r.id in shown.links
+    ]
+    return render_template(
+        "envelopes/sent.html",
+        envelope=envelope,
+        invited=invited,
+        heading=shown.heading if shown else "Sent",
+        waiting=ops.active_now(envelope) if envelope.status == "sent" else [],
+    )
+
+
 @bp.route("/envelopes/<public_id>")
 @roles_required()
 def envelope(public_id: str) -> str:
-    """One envelope: its recipients, their status, and what the agent can do."""
+    """One envelope: its recipients, their status, what they filled in, its timeline, and
+    what the agent can do."""
     envelope = _envelope_or_404(public_id)
-    deliveries = {r.id: ops.delivery(r) for r in envelope.recipients}
-    return render_template("envelopes/envelope.html", envelope=envelope, deliveries=deliveries)
+    events, comments = timeline.story(envelope)
+    return render_template(
+        "envelopes/envelope.html",
+        envelope=envelope,
+        deliveries={r.id: ops.delivery(r) for r in envelope.recipients},
+        waiting=ops.active_now(envelope) if envelope.status == "sent" else [],
+        events=events,
+        comments=comments,
+        filled=timeline.filled(envelope),
+        remind_every=ops.REMIND_NOW_EVERY,
+    )
+
+
+@bp.route("/envelopes/<public_id>/filled.pdf")
+@roles_required()
+def filled_document(public_id: str) -> Any:
+    """The document with what the recipients filled in so far stamped on it (not sealed)."""
+    envelope = _envelope_or_404(public_id)
+    try:
+        content = timeline.filled_document(envelope, current_user)
+    except ops.EnvelopeError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    response = web.pdf_response(
+        content, sealing.download_name(envelope, "filled-so-far"), download=False
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _recipient_or_404(envelope: Envelope, recipient_id: int) -> Recipient:
@@ -176,10 +231,15 @@ def _recipient_or_404(envelope: Envelope, recipient_id: int) -> Recipient:
     abort(404)
 
 
+def _to_result(envelope: Envelope, recipient: Recipient, link: str, heading: str) -> Response:
+    handover.hand_over(envelope, {recipient.id: link}, heading)
+    return redirect(url_for("console.sent", public_id=envelope.public_id), code=303)
+
+
 @bp.route("/envelopes/<public_id>/recipients/<int:recipient_id>/resend", methods=["POST"])
 @roles_required()
 def resend(public_id: str, recipient_id: int) -> Any:
-    """A new link for the recipient (emailed, and shown here for chat or a QR code)."""
+    """A new link for the recipient (emailed, and shown once for chat or a QR code)."""
     envelope = _envelope_or_404(public_id)
     recipient = _recipient_or_404(envelope, recipient_id)
     try:
@@ -188,7 +248,7 @@ def resend(public_id: str, recipient_id: int) -> Any:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("console.envelope", public_id=public_id))
-    return _links_page(envelope, {recipient.id: link}, "New link sent")
+    return _to_result(envelope, recipient, link, "New link sent")
 
 
 @bp.route("/envelopes/<public_id>/recipients/<int:recipient_id>/email", methods=["POST"])
@@ -204,24 +264,46 @@ def correct_email(public_id: str, recipient_id: int) -> Any:
         flash(str(exc), "error")
         return redirect(url_for("console.envelope", public_id=public_id))
     if link:
-        return _links_page(envelope, {recipient.id: link}, "Email corrected and new link sent")
+        return _to_result(envelope, recipient, link, "Email corrected and new link sent")
     flash("Email corrected. They get their link when it is their turn.", "success")
     return redirect(url_for("console.envelope", public_id=public_id))
 
 
-@bp.route("/envelopes/<public_id>/void", methods=["POST"])
+@bp.route("/envelopes/<public_id>/recipients/<int:recipient_id>/remind", methods=["POST"])
 @roles_required()
-def void(public_id: str) -> Response:
-    """Cancel the envelope; recipients see the reason and their links stop working."""
+def remind(public_id: str, recipient_id: int) -> Response:
+    """Email the recipient a reminder now (with a fresh link)."""
     envelope = _envelope_or_404(public_id)
+    recipient = _recipient_or_404(envelope, recipient_id)
+    name = recipient.name
     try:
-        ops.void(envelope, request.form.get("reason", ""), by=current_user)
+        ops.remind_now(recipient, by=current_user)
     except ops.EnvelopeError as exc:
         db.session.rollback()
         flash(str(exc), "error")
     else:
-        flash("Envelope voided. Its links no longer work.", "success")
+        flash(f"Reminder sent to {name}. The link they had before no longer works.", "success")
     return redirect(url_for("console.envelope", public_id=public_id))
+
+
+@bp.route("/envelopes/<public_id>/void", methods=["GET", "POST"])
+@roles_required()
+def void(public_id: str) -> Any:
+    """Cancel the envelope, after a confirmation page that asks for the reason; recipients
+    see the reason and their links stop working."""
+    envelope = _envelope_or_404(public_id)
+    form = forms.VoidForm()
+    if request.method == "POST" and form.validate():
+        try:
+            ops.void(envelope, form.reason.data or "", by=current_user)
+        except ops.EnvelopeError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash("Envelope voided. Its links no longer work.", "success")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    page = render_template("envelopes/void.html", envelope=envelope, form=form)
+    return page, 422 if form.errors else 200
 
 
 @bp.route("/envelopes/<public_id>/seal/retry", methods=["POST"])

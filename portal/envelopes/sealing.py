@@ -62,7 +62,8 @@ class SealingProblem(RuntimeError):
 # ---------------------------------------------------------------- evidence
 
 
-def _envelope_events(envelope: Envelope) -> list[audit.AuditEvent]:
+def envelope_events(envelope: Envelope) -> list[audit.AuditEvent]:
+    """The envelope's events in the audit chain (its mail's too), oldest first."""
     return list(
         db.session.execute(
             select(audit.AuditEvent)
@@ -111,7 +112,7 @@ def evidence(
     images: dict[str, bytes] | None = None,
 ) -> CertificateData:
     """Everything the certificate of completion states about an envelope, from the database."""
-    events = _envelope_events(envelope)
+    events = envelope_events(envelope)
     values = _values(envelope) if values is None else values
     images = {} if images is None else images
     sender: User = envelope.created_by
