@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, g, has_app_context, request
@@ -15,7 +16,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import Engine, MetaData, Row, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction
 
@@ -188,15 +189,89 @@ def dispose_engines() -> None:
         reader.dispose()
 
 
-def read_row(statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+def read_row(statement: Any, params: dict[str, Any]) -> Sequence[Any] | None:
     """The one row (or None) a read-only statement gives, read without a transaction (the
     statement sees what is committed, as in the session's READ COMMITTED transactions on
-    PostgreSQL); through the session only for an in-memory SQLite database."""
+    PostgreSQL); through the session only for an in-memory SQLite database.
+
+    On the reader it goes straight to the driver (``_Plan``): executing through SQLAlchemy
+    costs several times the query itself (the statement's cache key, the result's metadata,
+    the driver's column descriptions). Whenever something observes the reader's statements
+    (an event listener, ``echo``), or the statement needs a parameter converted, it takes
+    SQLAlchemy's path, which gives the same values.
+    """
     reader = current_app.extensions.get(READER)
     if reader is None:
         return db.session.connection().execute(statement, params).one_or_none()
-    with reader.connect() as conn:
-        return conn.execute(statement, params).one_or_none()
+    plan = _plan(reader, statement)
+    if plan is None:
+        with reader.connect() as conn:
+            return conn.execute(statement, params).one_or_none()
+    connection = reader.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(plan.sql, plan.parameters(params))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    except reader.dialect.loaded_dbapi.Error as exc:
+        if reader.dialect.is_disconnect(exc, connection, None):
+            connection.invalidate(exc)
+        connection.close()
+        with reader.connect() as conn:  # SQLAlchemy's error, or the row on a new connection
+            return conn.execute(statement, params).one_or_none()
+    connection.close()
+    return None if row is None else plan.values(row)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A statement compiled once for the reader's driver, and how its values convert."""
+
+    sql: str
+    positions: tuple[str, ...] | None  # the parameters' order, for a positional paramstyle
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, SQLAlchemy's converter)
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        if self.positions is None:
+            return params
+        return tuple(params[name] for name in self.positions)
+
+    def values(self, row: Sequence[Any]) -> Sequence[Any]:
+        if not self.processors:
+            return row
+        converted = list(row)
+        for column, processor in self.processors:
+            converted[column] = processor(converted[column])
+        return converted
+
+
+_PLANS = "portal_reader_plans"  # app.extensions: id(statement) -> (statement, _Plan | None)
+
+
+def _plan(reader: Engine, statement: Any) -> _Plan | None:
+    if reader.echo or reader.dispatch.before_cursor_execute or reader.dispatch.after_cursor_execute:
+        return None  # observed: through SQLAlchemy, which tells the observers
+    plans = current_app.extensions.setdefault(_PLANS, {})
+    found = plans.get(id(statement))
+    if found is None or found[0] is not statement:
+        found = plans[id(statement)] = (statement, _compile(reader.dialect, statement))
+    return found[1]
+
+
+def _compile(dialect: Any, statement: Any) -> _Plan | None:
+    compiled = statement.compile(dialect=dialect)
+    for bind in compiled.binds.values():
+        if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+            return None  # a parameter the driver does not take as it is
+    processors = tuple(
+        (n, processor)
+        for n, column in enumerate(statement.selected_columns)
+        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+    )
+    positions = tuple(compiled.positiontup) if compiled.positional else None
+    return _Plan(compiled.string, positions, processors)
 
 
 def _changes(conn: Any) -> int:
