@@ -31,7 +31,7 @@ from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
 from portal.library.models import Field
-from portal.signing import access, gate, operations, values
+from portal.signing import access, gate, operations, translated, values
 from portal.signing.gate import EnvelopeView, SignerView
 
 bp = Blueprint("signing", __name__)
@@ -75,7 +75,8 @@ def _page(
     if isinstance(recipient, Recipient) and template in _NAME_THE_SENDER:
         context.setdefault("sender", recipient.envelope.created_by.name)
     with force_locale(_babel_locale(locale)):
-        return render_template(template, recipient=recipient, locale=locale, **context), status
+        page = translated.template(template)  # its texts translated when it was compiled
+        return render_template(page, recipient=recipient, locale=locale, **context), status
 
 
 def _stop(reason: str, recipient: Recipient | None = None) -> Any:
