@@ -40,6 +40,7 @@ test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	ls /usr/share/postgresql/*/extension/pg_trgm.control >/dev/null 2>&1 || missing="$$missing postgresql-contrib"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \

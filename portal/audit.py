@@ -81,6 +81,7 @@ LABELS = {
     "envelope.seal_retried": "Sealing retried",
     "envelope.document_downloaded": "Sealed document downloaded",
     "envelope.report_downloaded": "Audit report downloaded",
+    "envelope.list_exported": "Envelope list exported (CSV)",
     "envelope.duplicate_confirmed": "Sent again after a repeat warning",
     "envelope.filled_document_viewed": "Filled-in document viewed",
     "recipient.opened": "Link opened",

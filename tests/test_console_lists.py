@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 
 from portal import clock, storage
 from portal.accounts.models import Team, User
@@ -565,3 +565,59 @@ def test_an_agent_never_sees_another_teams_envelopes(app, world):
         invoice_template = db.session.get(TemplateVersion, invoice).template_id
     assert ids_on(get(portal, f"/console?template={invoice_template}")) == []
     assert "Invoice" not in get(portal, "/console"), "nor another team's templates to filter by"
+
+
+# ---------------------------------------------------------------- PostgreSQL's plans
+
+
+def _plan(stmt) -> str:
+    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
+    with db.engine.connect() as connection:
+        return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+
+
+def test_postgresql_answers_search_and_team_lists_from_their_indexes(backend, app, world):
+    if backend != "postgresql":
+        pytest.skip("the trigram index is PostgreSQL's; SQLite scans")
+    agent = world.staff()
+    version = world.template("Refund authorization")
+    with app.app_context():
+        user = db.session.get(User, agent.id)
+        db.session.execute(
+            text(
+                "INSERT INTO envelope (public_id, template_version_id, team_id, created_by_id,"
+                " title, status, merge_data, routing, settings, document_blob_id,"
+                " original_sha256, page_count, pages, images_status, created_at, search_text)"
+                " SELECT md5(i::text), :version, CASE WHEN i % 50 = 0 THEN :team ELSE NULL END,"
+                " :sender, 'Refund authorization', 'sent', '{}', 'sequential', '{}', :blob,"
+                " repeat('0', 64), 1, '[]', 'ready', now() - i * interval '1 minute',"
+                " 'refund authorization' || chr(10) || 'ord-' || lpad(i::text, 7, '0')"
+                " || chr(10) || 'customer' || i || '@example.com'"
+                " FROM generate_series(1, 40000) AS i"
+            ),
+            {"version": version, "team": user.team_id, "sender": agent.id, "blob": world.blob},
+        )
+        db.session.commit()
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE envelope")
+        db.session.expire_all()
+        user = db.session.get(User, agent.id)
+
+        def plans(**args: str) -> tuple[str, str]:
+            query = console.ListQuery.parse(args, all_teams=False)
+            page = console.keyset(
+                console.matching(select(Envelope), query, user), query, None, False
+            )
+            ids = console.matching(select(Envelope.id), query, user).limit(console.COUNT_CAP + 1)
+            return _plan(page.limit(console.PAGE_SIZE + 1)), _plan(ids)
+
+        for plan in plans(q="ORD-0012350"):
+            assert "ix_envelope_search_text" in plan, plan
+            assert "Seq Scan" not in plan, plan
+        for plan in plans():
+            assert "ix_envelope_team_created" in plan or "ix_envelope_team_" in plan, plan
+            assert "Seq Scan" not in plan, plan
+        page, _count = plans(sort="document")
+        assert "ix_envelope_team_title" in page, page
+        page, _count = plans(status="sent")
+        assert "ix_envelope_team_status" in page, page
