@@ -72,7 +72,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), compare_type=True)
-    login_manager.init_app(app)
+    login_manager.init_app(app, add_context_processor=False)  # current_user: see accounts
     csrf.init_app(app)
     htmx.init_app(app)
     babel.init_app(app, locale_selector=_locale)

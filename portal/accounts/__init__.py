@@ -75,6 +75,9 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(_unauthorized)
     login_manager.session_protection = None  # our server-side sessions do this job
+    # Templates get the proxy, not Flask-Login's context processor, which loads the user for
+    # every template rendered: a page that never names the user (a signer's) loads nobody.
+    app.jinja_env.globals["current_user"] = current_user
     app.before_request(_require_own_password)
     app.register_blueprint(bp)
     app.register_blueprint(account_bp)
