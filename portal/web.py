@@ -16,9 +16,11 @@ from flask import (
     request,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import get_translations
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from itsdangerous import URLSafeTimedSerializer
 from jinja2 import pass_eval_context
 from jinja2.nodes import EvalContext
 from markupsafe import Markup
@@ -164,6 +166,20 @@ def static_url(filename: str) -> str:
     return url
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer made once per set of keys
+    instead of for every request (making it costs about what checking the signature does)."""
+
+    _made: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        made = self._made
+        if made is None or made[0] != keys:
+            made = self._made = (keys, super().get_signing_serializer(app))
+        return made[1]
+
+
 SECURITY_HEADERS = (
     ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
@@ -301,6 +317,7 @@ def _server_error(exc: InternalServerError) -> tuple[str, int]:
 
 def install(app: Flask) -> None:
     """Register headers and error pages on the app."""
+    app.session_interface = SessionInterface()
     app.context_processor(_translations)
     app.jinja_env.globals["static_url"] = static_url
     app.before_request(_refuse_control_characters)
