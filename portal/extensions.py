@@ -166,7 +166,9 @@ def add_reader(app: Flask, engine: Engine, options: dict[str, Any]) -> Engine | 
     sqlite = engine.dialect.name == "sqlite"
     if sqlite and engine.url.database in (None, "", ":memory:"):
         return None  # another engine would open another, empty database
-    reader = create_engine(engine.url, isolation_level="AUTOCOMMIT", **options)
+    # Nothing to reset when a connection comes back: it never is in a transaction.
+    options = {**options, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+    reader = create_engine(engine.url, **options)
     if sqlite:
         event.listen(reader, "connect", _sqlite_reader)
     app.extensions[READER] = reader
@@ -209,20 +211,33 @@ def read_row(statement: Any, params: dict[str, Any]) -> Sequence[Any] | None:
             return conn.execute(statement, params).one_or_none()
     connection = reader.raw_connection()
     try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(plan.sql, plan.parameters(params))
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        cursor = _cursor(connection)
+        cursor.execute(plan.sql, plan.parameters(params))
+        rows = cursor.fetchall()  # to its end: SQLite's statement is done, holding no snapshot
     except reader.dialect.loaded_dbapi.Error as exc:
-        if reader.dialect.is_disconnect(exc, connection, None):
+        if reader.dialect.is_disconnect(exc, connection.dbapi_connection, None):
             connection.invalidate(exc)
         connection.close()
-        with reader.connect() as conn:  # SQLAlchemy's error, or the row on a new connection
+        rows = None  # SQLAlchemy's error, or the row read on a new connection
+    else:
+        connection.close()
+    if rows is None or len(rows) > 1:  # (more than one: SQLAlchemy's error too)
+        with reader.connect() as conn:
             return conn.execute(statement, params).one_or_none()
-    connection.close()
-    return None if row is None else plan.values(row)
+    return plan.values(rows[0]) if rows else None
+
+
+_CURSOR = "portal_reader_cursor"  # a pooled connection's info: (its DB-API connection, cursor)
+
+
+def _cursor(connection: Any) -> Any:
+    """The pooled connection's own cursor, kept with it (psycopg makes a cursor in about the
+    time a small query takes)."""
+    kept = connection.info.get(_CURSOR)
+    if kept is None or kept[0] is not connection.dbapi_connection:
+        dbapi_connection = connection.dbapi_connection
+        kept = connection.info[_CURSOR] = (dbapi_connection, dbapi_connection.cursor())
+    return kept[1]
 
 
 @dataclass(frozen=True, slots=True)
