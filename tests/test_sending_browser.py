@@ -129,12 +129,14 @@ def test_send_and_envelope_pages_at_phone_and_desktop_widths(
             fill_the_form(tab, ticket)
             page.get_by_role("button", name="Send", exact=True).click()
             expect(page.get_by_role("heading", level=1)).to_have_text("Sent")
+            page.wait_for_load_state("load")  # (laid out at the phone's width, fonts in)
             no_sideways_scroll(page)
             page.get_by_role("link", name="Follow the envelope").click()
             timeline = page.get_by_role("region", name="Timeline")
             expect(timeline.locator('tr[data-event="envelope.created"]')).to_contain_text(
                 "127.0.0.1"
             )
+            page.wait_for_load_state("load")
             no_sideways_scroll(page)
             accessible(page)
             tab.screenshot(f"sending-{name}-envelope.png")
