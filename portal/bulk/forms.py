@@ -22,7 +22,10 @@ def upload(files: Mapping[str, FileStorage]) -> tuple[str, bytes]:
     chosen = files.get("file")
     if chosen is None or not chosen.filename:
         raise FormProblem("Choose the CSV or Excel file to upload.")
-    return chosen.filename, chosen.stream.read(MAX_BYTES + 1)
+    try:
+        return chosen.filename, chosen.stream.read(MAX_BYTES + 1)
+    finally:
+        chosen.close()  # a large upload is spooled to a temporary file
 
 
 def row_numbers(value: str) -> list[int]:
