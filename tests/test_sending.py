@@ -141,6 +141,31 @@ def test_two_submits_at_the_same_moment_create_one_envelope(app, agent):
     assert count(app, Envelope) == 1 and count(app, Message) == 1 and count(app, SendKey) == 1
 
 
+def test_a_sent_form_edited_and_sent_again_is_not_taken_for_a_retry(app, agent):
+    portal, version_id = agent
+    key = form_key(portal, version_id)
+    portal.post(f"/envelopes/new/{version_id}", refund_form(key))
+    with app.app_context():
+        first = db.session.execute(select(Envelope.public_id)).scalar_one()
+    # the agent went back to the page, typed another customer and sent the same form again
+    edited = refund_form(key, **{"r-customer-email": "ana@example.com", "ticket_id": "T-77"})
+    response = portal.post(f"/envelopes/new/{version_id}", edited)
+    page = text_of(response)
+    assert response.status_code == 422
+    assert "This form already sent Refund authorization" in page and "nothing was sent" in page
+    assert f'href="/envelopes/{first}"' in page and 'value="ana@example.com"' in page
+    assert count(app, Envelope) == 1 and count(app, Message) == 1
+    fresh = KEY.search(page).group(1)
+    assert fresh != key
+    assert (
+        portal.post(f"/envelopes/new/{version_id}", {**edited, "send_key": fresh}).status_code
+        == 303
+    )
+    with app.app_context():
+        emails = set(db.session.execute(select(Recipient.email)).scalars())
+    assert emails == {"zoe@example.com", "ana@example.com"}
+
+
 def test_a_form_without_its_key_sends_nothing_and_comes_back_with_one(app, agent):
     portal, version_id = agent
     response = portal.post(f"/envelopes/new/{version_id}", refund_form(""))

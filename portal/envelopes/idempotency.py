@@ -13,10 +13,12 @@ links to it, and sends only when the agent confirms (``envelope.duplicate_confir
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
@@ -45,6 +47,9 @@ class SendKey(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of what the form sent (access codes aside): the same key with other details
+    # is a form used again after editing, not a repeat of the same request.
+    fingerprint: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     envelope_id: Mapped[int | None] = mapped_column(ForeignKey("envelope.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
@@ -52,6 +57,18 @@ class SendKey(Model):
 
 class FormExpired(EnvelopeError):
     """The form has no valid key (an old page, a hand-made request): show it afresh."""
+
+
+class FormReused(FormExpired):
+    """The form's key already sent an envelope, and the details differ now (a page kept open
+    or gone back to and edited): nothing was sent; a fresh form sends them."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        super().__init__(
+            f"This form already sent {envelope.title}. The details have changed since, so "
+            "nothing was sent: check them and press Send to send them as a new envelope."
+        )
+        self.public_id = envelope.public_id
 
 
 @dataclass(frozen=True)
@@ -79,13 +96,36 @@ def new_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _sent_with(key: str, by: User) -> Envelope | None:
+def fingerprint(
+    version: TemplateVersion,
+    merge_data: Mapping[str, str],
+    recipients: Sequence[RecipientInput],
+    ticket_id: str,
+    ticket_url: str,
+    options: SendOptions,
+) -> str:
+    """What one submit of a send form asks for, as a SHA-256 (access codes left out)."""
+    facts = {
+        "version": version.id,
+        "merge": dict(merge_data),
+        "recipients": [{**asdict(r), "access_code": None} for r in recipients],
+        "ticket": [ticket_id, ticket_url],
+        "options": asdict(options),
+    }
+    canonical = json.dumps(facts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _sent_with(key: str, by: User, asked: str) -> Envelope | None:
     row = db.session.execute(select(SendKey).where(SendKey.key == key)).scalar_one_or_none()
     if row is None:
         return None
-    if row.user_id != by.id or row.envelope_id is None:
+    envelope = db.session.get(Envelope, row.envelope_id) if row.envelope_id else None
+    if row.user_id != by.id or envelope is None:
         raise FormExpired("This form was used already. Open the form again to send.")
-    return db.session.get(Envelope, row.envelope_id)
+    if row.fingerprint != asked:
+        raise FormReused(envelope)
+    return envelope
 
 
 def earlier_sends(envelope: Envelope, by: User) -> list[EarlierSend]:
@@ -146,20 +186,23 @@ def send_once(
     The new links are kept for this staff session's next view of the result page
     (``handover``). Raises ``DuplicateWarning`` (nothing sent) when ``earlier_sends`` finds
     one and the agent has not confirmed, ``FormExpired`` for a missing or foreign key, and
-    ``EnvelopeError`` for anything the checks refuse.
+    ``EnvelopeError`` for anything the checks refuse; ``FormReused`` (a ``FormExpired``) when
+    the key sent an envelope with other details.
     """
     if not KEY_PATTERN.match(key or ""):
         raise FormExpired("This form has expired. Check the details and send again.")
-    done = _sent_with(key, by)
+    options = options or SendOptions()
+    asked = fingerprint(version, merge_data, recipients, ticket_id, ticket_url, options)
+    done = _sent_with(key, by, asked)
     if done is not None:
         return done
-    claim = SendKey(key=key, user_id=by.id)
+    claim = SendKey(key=key, user_id=by.id, fingerprint=asked)
     db.session.add(claim)
     try:
         db.session.flush()  # a concurrent submit of the same form waits here for the first
     except IntegrityError:
         db.session.rollback()
-        done = _sent_with(key, by)
+        done = _sent_with(key, by, asked)
         if done is None:  # (the first one failed and rolled back meanwhile)
             raise FormExpired("This form was being sent twice at once; send it again.") from None
         return done

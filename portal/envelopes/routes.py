@@ -102,6 +102,7 @@ def _send_page(
     form: forms.SendForm,
     error: str | None = None,
     earlier: list[idempotency.EarlierSend] | None = None,
+    reused: str | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
     default_auth = str(version.settings.get("default_auth") or "link")
@@ -117,6 +118,7 @@ def _send_page(
         allowed=checks.AUTH_ALLOWED.get(default_auth, ("link",)),
         error=error,
         earlier=earlier or [],
+        reused=reused,
     )
     return page, status
 
@@ -152,7 +154,8 @@ def new(version_id: int) -> Any:
     except idempotency.FormExpired as exc:
         db.session.rollback()
         form.key = idempotency.new_key()
-        return _send_page(version, form, error=str(exc), status=422)
+        reused = getattr(exc, "public_id", None)
+        return _send_page(version, form, error=str(exc), reused=reused, status=422)
     except ops.EnvelopeError as exc:
         db.session.rollback()
         return _send_page(version, form, error=str(exc), status=422)
