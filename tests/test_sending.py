@@ -353,6 +353,31 @@ def test_choice_fields_of_the_template_are_selects_and_other_values_are_refused(
     assert chosen.status_code == 303
 
 
+def test_a_deep_link_by_template_opens_its_current_version(app, agent, make_staff):
+    portal, version_id = agent
+    with app.app_context():
+        template_id = demo_template().id
+    query = "?m-customer.name=Jordan%20Rivera&ticket_id=CRM-7"
+    first = portal.client.get(f"/envelopes/new/template/{template_id}{query}")
+    assert first.status_code == 302
+    assert first.headers["Location"] == f"/envelopes/new/{version_id}{query}"
+    page = portal.client.get(first.headers["Location"]).get_data(as_text=True)
+    assert 'value="Jordan Rivera"' in page and 'value="CRM-7"' in page
+    outsider = Portal(app, app.test_client())
+    outsider.sign_in(make_staff("agent", team="Billing"), offset_steps=1)
+    assert outsider.client.get(f"/envelopes/new/template/{template_id}{query}").status_code == 404
+    assert portal.client.get(f"/envelopes/new/template/999999{query}").status_code == 404
+
+
+def test_the_template_deep_link_follows_a_newly_approved_version(app, agent, choice_version):
+    portal, old_version_id = agent
+    with app.app_context():
+        template_id = demo_template().id
+    moved = portal.client.get(f"/envelopes/new/template/{template_id}?ticket_id=CRM-8")
+    assert moved.headers["Location"] == f"/envelopes/new/{choice_version}?ticket_id=CRM-8"
+    assert portal.client.get(f"/envelopes/new/{old_version_id}").status_code == 404
+
+
 def _sign_typed(app, link: str, public_id: str, name: str) -> None:
     client = app.test_client()
     client.get(re.sub(r"^https?://[^/]+", "", link))

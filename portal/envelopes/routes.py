@@ -26,7 +26,7 @@ from portal.envelopes import operations as ops
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, read_only
 from portal.library import operations as library
-from portal.library.models import TemplateVersion
+from portal.library.models import Template, TemplateVersion
 from portal.library.operations import sendable_templates
 
 bp = Blueprint("console", __name__)
@@ -160,6 +160,22 @@ def new(version_id: int) -> Any:
         db.session.rollback()
         return _send_page(version, form, error=str(exc), status=422)
     return redirect(url_for("console.sent", public_id=envelope.public_id), code=303)
+
+
+@bp.route("/envelopes/new/template/<int:template_id>")
+@roles_required()
+def new_from_template(template_id: int) -> Response:
+    """The send form of the template's current approved version, the query string kept: a
+    deep link from a CRM that outlives new versions of the template."""
+    template = db.session.get(Template, template_id)
+    if template is None or not can_see_team(current_user, template.team_id):
+        abort(404)
+    version = library.approved_version(template)
+    if version is None:
+        abort(404)
+    target = url_for("console.new", version_id=version.id)
+    query = request.query_string.decode()
+    return redirect(f"{target}?{query}" if query else target)
 
 
 def _envelope_or_404(public_id: str) -> Envelope:
