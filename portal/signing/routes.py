@@ -179,9 +179,23 @@ class Links:
 
     @classmethod
     def of(cls, public_id: str) -> Links:
-        page = url_for("signing.document", public_id=public_id)
+        page = _document_url(public_id)
         return cls(f"{page}/document.pdf", f"{page}/sign", f"{page}/review", f"{page}/decline",
                    f"{page}/pages/")  # fmt: skip
+
+
+def _document_url(public_id: str) -> str:
+    """``url_for("signing.document", public_id=public_id)``. Up to the id it is the same URL for
+    every envelope (given the script root), so url_for runs once per script root."""
+    if not (public_id.isascii() and public_id.isalnum()):  # ours are hex: anything else quoted
+        return url_for("signing.document", public_id=public_id)
+    prefixes: dict[str, str] = current_app.extensions.setdefault("portal_document_url", {})
+    prefix = prefixes.get(request.script_root)
+    if prefix is None:
+        prefix = prefixes[request.script_root] = url_for(
+            "signing.document", public_id="0"
+        ).removesuffix("0")
+    return prefix + public_id
 
 
 @dataclass(frozen=True)
