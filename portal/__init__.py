@@ -15,6 +15,7 @@ from portal.extensions import (
     add_reader,
     babel,
     csrf,
+    csrf_check_by_method_first,
     db,
     htmx,
     limiter,
@@ -74,6 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), compare_type=True)
     login_manager.init_app(app, add_context_processor=False)  # current_user: see accounts
     csrf.init_app(app)
+    csrf_check_by_method_first(app)
     htmx.init_app(app)
     babel.init_app(app, locale_selector=_locale)
     limiter.init_app(app)
