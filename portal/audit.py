@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from flask import has_request_context, request
-from sqlalchemy import BigInteger, Integer, String, Text, insert, select
+from sqlalchemy import BigInteger, Integer, String, Table, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock, text
@@ -344,16 +344,18 @@ def record_many(events: Iterable[Pending]) -> int:
     occurred_at = iso_time(clock.utcnow())
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
+    encode, sha256 = _FIELDS.encode, hashlib.sha256
     for item in events:
         seq += 1
-        fields = _fields(
-            seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent
-        )
-        digest = chain_hash(prev, canonical(**fields))
-        rows.append({**fields, "prev_hash": prev, "hash": digest})
-        prev = digest
+        row = _fields(seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent)
+        row["data"] = data = row.pop("data_json")  # the table's column name
+        # ``chain_hash(prev, canonical(...))``, written out as ``_check`` does
+        body = encode([row[name] for name in _COLUMN_NAMES[:10]])
+        row["prev_hash"] = prev
+        row["hash"] = prev = sha256(f"{prev}\n{body}\n{data}".encode()).hexdigest()
+        rows.append(row)
     if rows:
-        db.session.execute(insert(AuditEvent), rows)
+        db.session.execute(cast(Table, AuditEvent.__table__).insert(), rows)
         head.seq, head.hash = seq, prev
         db.session.flush()
     return len(rows)

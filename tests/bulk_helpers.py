@@ -7,7 +7,7 @@ import io
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -18,7 +18,9 @@ from portal.bulk.models import BulkBatch
 from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.mail import Message
-from tests.conftest import Portal
+
+if TYPE_CHECKING:
+    from tests.conftest import Portal
 
 REFUND = {
     "customer.name": "Ana Muñoz",
@@ -135,12 +137,16 @@ def problems(page: str) -> list[tuple[str, str, str]]:
     return [(r, c, m) for r, c, m in cells]
 
 
-def approved_pdf_template(app: Flask) -> int:
+def approved_pdf_template(app: Flask, pdf: bytes | None = None) -> int:
     """An approved uploaded-PDF template of the demo team (after seed-demo), with a choice
     field filled from a merge key; returns its version id."""
     from portal.accounts.models import User
     from portal.library import operations as library
-    from tests.test_documents import good_pdf
+
+    if pdf is None:
+        from tests.test_documents import good_pdf
+
+        pdf = good_pdf()
 
     with app.app_context():
         admin = db.session.scalars(select(User).where(User.email == "admin@demo.example")).one()
@@ -148,7 +154,7 @@ def approved_pdf_template(app: Flask) -> int:
             select(User).where(User.email == "compliance@demo.example")
         ).one()
         version = library.create_from_pdf(
-            "Warranty", "other", admin.team, good_pdf(), "warranty.pdf", by=admin
+            "Warranty", "other", admin.team, pdf, "warranty.pdf", by=admin
         )
         version.merge_keys = [
             {"key": "customer.name", "label": "Customer name", "sample": "Ana"},

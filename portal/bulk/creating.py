@@ -1,16 +1,18 @@
 """Creating the envelopes of one chunk of rows: complete, signable, audited, emails queued.
 
-Each envelope is what ``envelopes.sending.send_new`` makes for the send form, checked by the
-same blocks (``checks.merge_data``, ``checks.recipients``, ``checks.ticket``,
-``sending.store_document``, ``links.active_now``, ``links.token_digest``), with the same audit
-events (``envelope.created``, ``envelope.link_sent`` per recipient whose turn it is,
+Each envelope is what ``envelopes.sending.send_new`` makes for the send form, from values
+checked by the same rules (``checks``, when the file was read: ``checking``), with the same
+audit events (``envelope.created``, ``envelope.link_sent`` per recipient whose turn it is,
 ``envelope.sent``) and the same signing email in the outbox. What differs is how it is
-written: a chunk's envelopes, recipients, messages and audit events each go in with one
-multi-row INSERT (``audit.record_many``), and
+written, since a batch has up to 10,000 of them:
 
+* a chunk's envelopes, recipients, messages and audit events each go in with one multi-row
+  INSERT (``audit.record_many``), their ids taken beforehand from the table's sequence
+  (PostgreSQL) or after its largest id (SQLite, whose writer holds the database's lock);
 * envelopes of an uploaded-PDF template share the version's stored document (the same bytes,
   blob and SHA-256: a stored document never changes), where the form stores a copy; an
-  authored document is merged and rendered for each row (it differs per customer);
+  authored document is merged and rendered for each row (``sending.store_document``);
+* who gets a link first is worked out once (``links.active_now``): every row has the same roles;
 * the signing email is rendered once per language and role kind with stand-ins for the
   recipient's name and link, which are then put in (escaped for HTML); the first email of each
   kind is also rendered in full and compared, and should they ever differ every email of that
@@ -25,17 +27,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from markupsafe import escape
-from sqlalchemy import insert, update
+from sqlalchemy import Table, func, select
 
 from portal import audit, clock, jobs, mail
+from portal.accounts import credentials
 from portal.accounts.models import User
-from portal.bulk.models import BulkBatch, BulkRow, RowState
+from portal.bulk.models import BulkBatch, RowState, mark_rows
 from portal.envelopes import checks, images, links, sending
-from portal.envelopes.checks import EnvelopeError, RecipientInput
+from portal.envelopes.checks import EnvelopeError
 from portal.envelopes.models import Envelope, EnvelopeStatus, Recipient, RecipientStatus
 from portal.envelopes.search import search_text_for
 from portal.extensions import db
@@ -97,9 +100,9 @@ class SigningMail:
 class Prepared:
     """One row made ready: its envelope and recipients as rows, and who gets a link now."""
 
-    row: BulkRow
+    row: Any  # a pending row's columns (``sending.PENDING_COLUMNS``)
     envelope: dict[str, Any]
-    people: list[Recipient]
+    people: list[dict[str, Any]]
     invited: list[tuple[int, str]] = field(default_factory=list)  # (index in people, link)
 
 
@@ -112,6 +115,20 @@ class Outcome:
     emails: int = 0
 
 
+def next_ids(table: Table, count: int) -> list[int]:
+    """``count`` new primary keys of ``table``, for rows this transaction inserts."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        return list(
+            db.session.scalars(
+                select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+            )
+        )
+    # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE).
+    last = db.session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+    return list(range(int(last or 0) + 1, int(last or 0) + 1 + count))
+
+
 class ChunkCreator:
     """Creates the envelopes of rows of one batch, a chunk at a time (in the caller's
     transaction; the caller commits)."""
@@ -121,15 +138,28 @@ class ChunkCreator:
         self.version = version
         self.by = by
         self.settings = dict(version.settings or {})
-        self.default_auth = str(self.settings.get("default_auth") or "link")
         self.authored = version.source_kind == "authored"
         self.team_id = version.template.team_id if by.team_id is None else by.team_id
         self.held = not current_app.config.get("MAIL_SERVER")
         self.domain = parseaddr(str(current_app.config.get("MAIL_FROM") or ""))[1]
         self.domain = self.domain.rpartition("@")[2] or "localhost"
+        self.title = version.template.name
+        self.merge_keys = {str(k["key"]) for k in version.merge_keys or []}
+        self.pages = [dict(page) for page in version.pages]
+        if self.authored:  # (as ``sending._attach_pages``: its own images, made by a job)
+            for page in self.pages:
+                page["image_blob_id"] = None
+        self.roles = {str(role["key"]): role for role in version.roles}
+        shell = Envelope(routing=str(self.settings.get("routing") or "sequential"))
+        shell.recipients = [
+            Recipient(role=key, kind=str(r["kind"]), order=int(r["order"]), status="waiting")
+            for key, r in self.roles.items()
+        ]
+        self.first = {r.role for r in links.active_now(shell)}  # who gets a link at once
+        shell.recipients = []
 
-    def create(self, rows: Sequence[BulkRow], codes: Mapping[int, Mapping[str, str]]) -> Outcome:
-        """Create one envelope per row (rows whose values the operations refuse fail)."""
+    def create(self, rows: Sequence[Any], codes: Mapping[int, Mapping[str, str]]) -> Outcome:
+        """Create one envelope per row (a row whose values are refused fails, with why)."""
         now = clock.utcnow()
         expires_at = now + timedelta(days=int(self.settings.get("expiry_days") or 30))
         outcome = Outcome()
@@ -139,20 +169,19 @@ class ChunkCreator:
             try:
                 prepared.append(self._prepare(row, codes.get(row.number, {}), now, expires_at))
             except EnvelopeError as exc:
-                failed.append({"id": row.id, "state": RowState.FAILED.value, "error": str(exc)})
+                failed.append({"row_id": row.id, "state": RowState.FAILED.value, "error": str(exc)})
         if failed:
-            db.session.execute(update(BulkRow), failed)
+            mark_rows(failed)
             outcome.failed = len(failed)
         if prepared:
             outcome.created = len(prepared)
             outcome.emails = self._write(prepared, now, expires_at)
         return outcome
 
-    def fail(self, rows: Sequence[BulkRow], reason: str) -> Outcome:
+    def fail(self, rows: Sequence[Any], reason: str) -> Outcome:
         """Mark rows failed without trying them (the template can no longer be sent)."""
-        failed = [{"id": r.id, "state": RowState.FAILED.value, "error": reason} for r in rows]
-        db.session.execute(update(BulkRow), failed)
-        return Outcome(failed=len(failed))
+        mark_rows([{"row_id": r.id, "state": RowState.FAILED.value, "error": reason} for r in rows])
+        return Outcome(failed=len(rows))
 
     def _document(self, values: Mapping[str, str]) -> sending.StoredDocument:
         """The document as stored: the template's own for an uploaded PDF."""
@@ -162,37 +191,59 @@ class ChunkCreator:
             return sending.StoredDocument(self.version.source_blob_id, self.version.source_sha256)
         return sending.store_document(self.version, values)
 
-    def _prepare(
-        self, row: BulkRow, codes: Mapping[str, str], now: datetime, expires_at: datetime
-    ) -> Prepared:
-        values = checks.merge_data(self.version, row.merge_data)
-        people = checks.recipients(
-            self.version,
-            [
-                RecipientInput(
-                    role=person["role"],
-                    name=person["name"],
-                    email=person["email"],
-                    phone=person.get("phone") or "",
-                    locale=person.get("locale") or "en",
-                    auth_method=person.get("auth") or "",
-                    access_code=codes.get(person["role"], ""),
+    def _person(self, person: Mapping[str, Any], codes: Mapping[str, str]) -> dict[str, Any]:
+        """A recipient's row from what ``checking`` accepted (never weaker than the template)."""
+        role = self.roles.get(str(person.get("role")))
+        if role is None:
+            raise EnvelopeError(f"The file's recipient role {person.get('role')!r} is unknown.")
+        default_auth = str(self.settings.get("default_auth") or "link")
+        auth = checks.auth_method(role, str(person.get("auth") or ""), default_auth)
+        code_hash = None
+        if auth == "access_code":
+            code = codes.get(str(role["key"]), "").strip()
+            if len(code) < checks.MIN_ACCESS_CODE:
+                raise EnvelopeError(
+                    f"Give the {role['name']} an access code of at least "
+                    f"{checks.MIN_ACCESS_CODE} characters."
                 )
-                for person in row.people
-            ],
-        )
+            code_hash = credentials.hash_password(code)
+        if not person.get("name") or not person.get("email"):
+            raise EnvelopeError(f"Enter the {role['name']}.")
+        return {
+            "role": str(role["key"]),
+            "role_name": str(role["name"]),
+            "kind": str(role["kind"]),
+            "order": int(role["order"]),
+            "name": str(person["name"]),
+            "email": str(person["email"]),
+            "phone": person.get("phone") or None,
+            "locale": person.get("locale") if person.get("locale") in checks.LOCALES else "en",
+            "auth_method": auth,
+            "status": RecipientStatus.WAITING.value,
+            "token_hash": None,
+            "access_code_hash": code_hash,
+            "sent_at": None,
+            "auth_attempts": 0,
+            "reminders_sent": 0,
+        }
+
+    def _prepare(
+        self, row: Any, codes: Mapping[str, str], now: datetime, expires_at: datetime
+    ) -> Prepared:
+        values = dict(row.merge_data)  # checked with ``checks.merge_value`` when read
+        missing = [key for key, value in values.items() if not value]
+        if missing or set(values) != self.merge_keys:
+            raise EnvelopeError(f"Fill in {', '.join(missing) or 'every merge value'}.")
+        given = {str(p.get("role")): p for p in row.people}
+        people = [self._person(given.get(key, {"role": key}), codes) for key in self.roles]
         ticket_id, ticket_url = checks.ticket(row.ticket_id or "", row.ticket_url or "")
         document = self._document(values)
-        pages = [dict(page) for page in self.version.pages]
-        if self.authored:  # (as ``_attach_pages``: its own images, rendered by a job)
-            for page in pages:
-                page["image_blob_id"] = None
         envelope = {
             "public_id": uuid.uuid4().hex,
             "template_version_id": self.version.id,
             "team_id": self.team_id,
             "created_by_id": self.by.id,
-            "title": self.version.template.name,
+            "title": self.title,
             "status": EnvelopeStatus.SENT.value,
             "merge_data": values,
             "ticket_id": ticket_id,
@@ -202,66 +253,62 @@ class ChunkCreator:
             "document_blob_id": document.blob_id,
             "original_sha256": document.sha256,
             "page_count": self.version.page_count,
-            "pages": pages,
+            "pages": self.pages,
             "images_status": "pending" if self.authored else self.version.images_status,
+            "images_attempts": 0,
             "images_requested_at": now if self.authored else None,
+            "seal_attempts": 0,
             "created_at": now,
             "sent_at": now,
             "expires_at": expires_at,
             "search_text": search_text_for(
-                self.version.template.name,
+                self.title,
                 ticket_id,
                 values,
-                [(p.name, p.email, p.phone) for p in people],
+                [(p["name"], p["email"], p["phone"]) for p in people],
             ),
         }
         item = Prepared(row, envelope, people)
-        shell = Envelope(routing=envelope["routing"])  # for ``active_now``; never stored
-        shell.recipients = people
-        for recipient in links.active_now(shell):  # (as ``links.invite`` does)
-            token = secrets.token_urlsafe(links.TOKEN_BYTES)
-            recipient.token_hash = links.token_digest(token)
-            recipient.status = RecipientStatus.SENT.value
-            recipient.sent_at = now
-            item.invited.append((people.index(recipient), links.link_for(token)))
-        shell.recipients = []
+        for index, person in enumerate(people):
+            if person["role"] in self.first:  # (as ``links.invite`` does)
+                token = secrets.token_urlsafe(links.TOKEN_BYTES)
+                person["token_hash"] = links.token_digest(token)
+                person["status"] = RecipientStatus.SENT.value
+                person["sent_at"] = now
+                item.invited.append((index, links.link_for(token)))
         return item
 
     def _write(self, prepared: list[Prepared], now: datetime, expires_at: datetime) -> int:
         """Insert the chunk's envelopes, recipients, emails and audit events; mark the rows."""
-        envelope_ids = db.session.scalars(
-            insert(Envelope).returning(Envelope.id, sort_by_parameter_order=True),
-            [p.envelope for p in prepared],
-        ).all()
-        recipient_rows = []
-        for item, envelope_id in zip(prepared, envelope_ids, strict=True):
-            for person in item.people:
-                recipient_rows.append(_recipient_row(person, envelope_id))
-        recipient_ids = iter(
-            db.session.scalars(
-                insert(Recipient).returning(Recipient.id, sort_by_parameter_order=True),
-                recipient_rows,
-            ).all()
-        )
+        envelope_table = cast(Table, Envelope.__table__)
+        recipient_table = cast(Table, Recipient.__table__)
+        message_table = cast(Table, mail.Message.__table__)
+        envelope_ids = next_ids(envelope_table, len(prepared))
+        recipient_ids = iter(next_ids(recipient_table, sum(len(p.people) for p in prepared)))
+        message_ids = iter(next_ids(message_table, sum(len(p.invited) for p in prepared)))
         signing_mail = SigningMail(self.by.name, self.version.template.name, expires_at)
+        people: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
         events: list[audit.Pending] = []
         row_updates = []
         for item, envelope_id in zip(prepared, envelope_ids, strict=True):
-            ids = [next(recipient_ids) for _ in item.people]
+            item.envelope["id"] = envelope_id
+            for person in item.people:
+                person.update(id=next(recipient_ids), envelope_id=envelope_id)
+                people.append(person)
             subject = ("envelope", str(envelope_id), item.envelope["title"])
             events.append(self._created_event(item, subject))
             for index, link in item.invited:
                 person = item.people[index]
                 messages.append(
-                    self._message(signing_mail, person, link, envelope_id, ids[index], now)
+                    self._message(signing_mail, person, link, next(message_ids), envelope_id, now)
                 )
                 events.append(
                     audit.Pending(
                         "envelope.link_sent",
                         self.by,
                         subject,
-                        {"recipient": ids[index], "email": mail.mask_address(person.email)},
+                        {"recipient": person["id"], "email": mail.mask_address(person["email"])},
                     )
                 )
             events.append(
@@ -271,7 +318,7 @@ class ChunkCreator:
             )
             row_updates.append(
                 {
-                    "id": item.row.id,
+                    "row_id": item.row.id,
                     "state": RowState.CREATED.value,
                     "envelope_id": envelope_id,
                     "emails": len(item.invited),
@@ -279,15 +326,14 @@ class ChunkCreator:
                     "error": None,
                 }
             )
-        message_ids = db.session.scalars(
-            insert(mail.Message).returning(mail.Message.id, sort_by_parameter_order=True),
-            messages,
-        ).all()
+        db.session.execute(envelope_table.insert(), [p.envelope for p in prepared])
+        db.session.execute(recipient_table.insert(), people)
+        db.session.execute(message_table.insert(), messages)
         audit.record_many(events)
-        db.session.execute(update(BulkRow), row_updates)
+        mark_rows(row_updates)
         if not self.held:  # as ``mail.queue``: delivery is asked for after the commit
-            for message_id in message_ids:
-                jobs.enqueue(mail.deliver, message_id)
+            for message in messages:
+                jobs.enqueue(mail.deliver, message["id"])
         if self.authored:
             for envelope_id in envelope_ids:
                 jobs.enqueue(images.render_envelope_pages, envelope_id)
@@ -306,10 +352,10 @@ class ChunkCreator:
                 "ticket": envelope["ticket_id"],
                 "recipients": [
                     {
-                        "role": p.role,
-                        "kind": p.kind,
-                        "email": mail.mask_address(p.email),
-                        "auth": p.auth_method,
+                        "role": p["role"],
+                        "kind": p["kind"],
+                        "email": mail.mask_address(p["email"]),
+                        "auth": p["auth_method"],
                     }
                     for p in item.people
                 ],
@@ -328,47 +374,33 @@ class ChunkCreator:
     def _message(
         self,
         signing_mail: SigningMail,
-        person: Recipient,
+        person: Mapping[str, Any],
         link: str,
+        message_id: int,
         envelope_id: int,
-        recipient_id: int,
         now: datetime,
     ) -> dict[str, Any]:
-        subject, text, html = signing_mail.render(person.locale, person.kind, person.name, link)
+        subject, body, html = signing_mail.render(
+            person["locale"], person["kind"], person["name"], link
+        )
         return {
+            "id": message_id,
             "created_at": now,
-            "to_address": person.email,
-            "to_name": _one_line(person.name, 200),
+            "to_address": person["email"],
+            "to_name": _one_line(person["name"], 200),
             "subject": _one_line(subject, 500),
-            "text_body": text,
+            "text_body": body,
             "html_body": html,
-            "locale": person.locale,
+            "locale": person["locale"],
             "kind": "signing_request",
             "envelope_id": envelope_id,
-            "recipient_id": recipient_id,
+            "recipient_id": person["id"],
             "status": mail.Status.QUEUED.value,
             "attempts": 0,
             "smtp_message_id": make_msgid(domain=self.domain),
             "last_error": mail.NO_SERVER if self.held else None,
+            "last_attempt_at": None,
+            "sent_at": None,
+            "attachment_blob_id": None,
+            "attachment_name": None,
         }
-
-
-def _recipient_row(person: Recipient, envelope_id: int) -> dict[str, Any]:
-    return {
-        "envelope_id": envelope_id,
-        "role": person.role,
-        "role_name": person.role_name,
-        "kind": person.kind,
-        "order": person.order,
-        "name": person.name,
-        "email": person.email,
-        "phone": person.phone,
-        "locale": person.locale,
-        "auth_method": person.auth_method,
-        "status": person.status,
-        "token_hash": person.token_hash,
-        "access_code_hash": person.access_code_hash,
-        "sent_at": person.sent_at,
-        "auth_attempts": 0,
-        "reminders_sent": 0,
-    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,9 +14,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -142,3 +145,15 @@ def lock_batch(batch_id: int) -> BulkBatch:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
+
+
+def mark_rows(changes: list[dict[str, Any]]) -> None:
+    """Set rows' columns by id in one executemany: each change has ``row_id`` and the same
+    other keys (columns)."""
+    if not changes:
+        return
+    table = cast(Table, BulkRow.__table__)
+    columns: dict[str, Any] = {key: bindparam(key) for key in changes[0] if key != "row_id"}
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("row_id")).values(**columns), changes
+    )
