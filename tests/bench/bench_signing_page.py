@@ -28,7 +28,7 @@ script (``script src``) it references, each gzipped at level 6; KB = 1024 bytes.
 Environment: ``BENCH_SIGNING_CONNECTIONS`` (default 4), ``BENCH_SIGNING_SECONDS`` (default 2,
 whole seconds), ``BENCH_SIGNING_ROUNDS`` (default 7),
 ``BENCH_PROFILE=1`` prints a cProfile summary of PROFILE_REQUESTS page views through the
-Flask test client.
+Flask test client (``BENCH_PROFILE_LINES`` lines of each listing, default 25).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ ROUNDS = int(os.environ.get("BENCH_SIGNING_ROUNDS", "7"))
 WORKERS = 2
 READY_TIMEOUT = 30.0
 PROFILE_REQUESTS = 200
+PROFILE_LINES = int(os.environ.get("BENCH_PROFILE_LINES", "25"))
 BUDGET_RATIO = 0.30
 BUDGET_KB = 60.0
 NAME_RATE = "signing_page_throughput"
@@ -303,6 +304,7 @@ def _throughput(portal: Server, hello: Server, page: str, cookie: str, backend: 
     _wrk(wrk, hello.port, "/hello", {}, WARMUP)
     ours: list[Load] = []
     base: list[Load] = []
+    load_before = os.getloadavg()
     for _ in range(ROUNDS):  # interleaved, so drift in machine load hits both alike
         ours.append(_wrk(wrk, portal.port, page, ours_headers, DURATION))
         base.append(_wrk(wrk, hello.port, "/hello", {}, DURATION))
@@ -313,6 +315,11 @@ def _throughput(portal: Server, hello: Server, page: str, cookie: str, backend: 
         f"{NAME_RATE}[{backend}]: ours {statistics.median(o.rate for o in ours):,.0f} req/s"
         f" / baseline {statistics.median(b.rate for b in base):,.0f} req/s"
         f" = {ratio:.2f} median (budget {BUDGET_RATIO:.2f}) {verdict}",
+        flush=True,
+    )
+    print(
+        f"  ratio by round {' '.join(f'{r:.2f}' for r in ratios)};"
+        f" load average before the rounds {' '.join(f'{v:.2f}' for v in load_before)}",
         flush=True,
     )
     print(
@@ -426,7 +433,7 @@ def _profile(link: str, public_id: str) -> None:
     each = elapsed / PROFILE_REQUESTS * 1000
     for order in ("cumulative", "tottime"):
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(PROFILE_LINES)
         print(
             f"--- cProfile of {PROFILE_REQUESTS} GET {page} ({each:.2f} ms each, profiled),"
             f" by {order}\n{out.getvalue()}",
