@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
@@ -170,3 +172,13 @@ def approved_pdf_template(app: Flask, pdf: bytes | None = None) -> int:
         library.submit(version, by=admin)
         library.approve(version, by=reviewer)
         return version.id
+
+
+@pytest.fixture(autouse=True)
+def bulk_threads_end():
+    """Embedded mode runs batch jobs in threads: let them end before the test's database goes."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name.startswith("bulk-"):
+            thread.join(60)
+            assert not thread.is_alive(), f"{thread.name} still runs"

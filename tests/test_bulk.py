@@ -19,9 +19,10 @@ from portal.extensions import db
 from portal.library import operations as library
 from portal.library.models import TemplateVersion
 from portal.mail import Message
-from tests.bulk_helpers import (
+from tests.bulk_helpers import (  # noqa: F401 - bulk_threads_end is a fixture
     Bulk,
     approved_pdf_template,
+    bulk_threads_end,
     counts,
     problems,
     refund_row,

@@ -18,6 +18,7 @@ from sqlalchemy import Select, case, exists, func, select
 from portal import clock, mail
 from portal.accounts.access import team_scope
 from portal.accounts.models import User
+from portal.bulk import sending
 from portal.bulk.models import BatchState, BulkBatch, BulkRow, RowState
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
@@ -98,6 +99,9 @@ def progress(batch: BulkBatch) -> Progress:
         end = batch.finished_at or clock.utcnow()
         minutes = max((clock.as_utc(end) - clock.as_utc(batch.started_at)).total_seconds(), 1) / 60
         per_minute = batch.created_count / minutes
+        pace = sending.mail_per_minute() / sending.emails_per_row(batch)
+        if pace and batch.state == BatchState.SENDING.value:
+            per_minute = min(per_minute, pace)  # a first chunk goes at once, then the pace
         left = pending / per_minute * 60 if pending else 0.0
     total = batch.created_count + batch.failed_count + batch.cancelled_count + pending
     return Progress(

@@ -100,7 +100,8 @@ def _release(batch_id: int, runner: str) -> None:
     db.session.commit()
 
 
-def _emails_per_row(batch: BulkBatch) -> int:
+def emails_per_row(batch: BulkBatch) -> int:
+    """Signing emails a row queues when it is created (whoever signs first)."""
     roles = [r for r in batch.version.roles if r["kind"] != "cc"]
     if (batch.version.settings or {}).get("routing") == "parallel":
         return max(1, len(roles))
@@ -114,7 +115,7 @@ def chunk_size(batch: BulkBatch) -> int:
     if not rate:
         return CHUNK
     per_window = rate * WINDOW.total_seconds() / 60
-    return max(1, min(CHUNK, int(per_window // _emails_per_row(batch))))
+    return max(1, min(CHUNK, int(per_window // emails_per_row(batch))))
 
 
 # What the job reads of a pending row (plain columns: no objects to build for 10,000 rows).
@@ -177,11 +178,18 @@ def _chunk(batch_id: int, runner: str, codes: dict[int, dict[str, str]]) -> str:
     return "more"
 
 
-def _emails_in_window() -> int:
+def _waiting(batch_id: int, runner: str, allowed: int) -> bool | None:
+    """While pacing: None when the batch stopped or another job holds it, else whether the
+    emails queued in the last ``WINDOW`` (every batch's) leave no room for the next chunk."""
     since = clock.utcnow() - WINDOW
-    total = db.session.scalar(select(func.sum(BulkRow.emails)).where(BulkRow.created_at > since))
+    mine = db.session.execute(
+        select(BulkBatch.state, BulkBatch.runner).where(BulkBatch.id == batch_id)
+    ).one()
+    queued = db.session.scalar(select(func.sum(BulkRow.emails)).where(BulkRow.created_at > since))
     db.session.rollback()
-    return int(total or 0)
+    if mine.state != BatchState.SENDING.value or mine.runner != runner:
+        return None
+    return int(queued or 0) >= allowed
 
 
 def _pace(batch_id: int, runner: str) -> bool:
@@ -191,18 +199,15 @@ def _pace(batch_id: int, runner: str) -> bool:
         return True
     allowed = max(1, int(rate * WINDOW.total_seconds() / 60))
     beat = time.monotonic()
-    while _emails_in_window() >= allowed:
+    while wait := _waiting(batch_id, runner, allowed):
         time.sleep(POLL_SECONDS)
         if time.monotonic() - beat >= HEARTBEAT_SECONDS:
             beat = time.monotonic()
             batch = lock_batch(batch_id)
-            alive = batch.state == BatchState.SENDING.value and batch.runner == runner
-            if alive:
+            if batch.runner == runner:
                 batch.heartbeat_at = clock.utcnow()
             db.session.commit()
-            if not alive:
-                return False
-    return True
+    return wait is not None
 
 
 @jobs.job(queue="default", retry=(10, 60, 300), timeout=int(SLICE_SECONDS) + 600)
