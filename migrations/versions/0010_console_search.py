@@ -28,7 +28,7 @@ LIST_INDEXES = (
     ("ix_envelope_created", ["created_at", "id"]),
     ("ix_envelope_status_created", ["status", "created_at", "id"]),
     ("ix_envelope_title", ["title", "id"]),
-    ("ix_envelope_sender_created", ["created_by_id", "created_at", "id"]),
+    ("ix_envelope_sender_created", ["created_by_id", "team_id", "created_at", "id"]),
     ("ix_envelope_status_finished", ["status", "finished_at"]),
 )
 REPLACED = (

@@ -8,8 +8,9 @@ while envelopes are added. Counts stop at ``COUNT_CAP`` ("more than 10,000"). Ea
 order has an index that serves it within a team and across teams (see ``Envelope``); a
 search is one ``LIKE`` on ``Envelope.search_text`` (``portal.envelopes.search``).
 
-A page costs the same few statements whatever it shows: the count, the rows, their
-recipients (and teams), and the latest email of the rows' recipients (bounces).
+A page costs the same few statements whatever it shows: the rows, their recipients (and
+teams), the latest email of the rows' recipients (bounces), and the count (left out when a
+first page has room to spare: it holds every match).
 """
 
 from __future__ import annotations
@@ -24,30 +25,27 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     and_,
     exists,
     func,
     or_,
     select,
     tuple_,
-    union,
 )
-from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
-from portal import clock, mail
+from portal import clock
 from portal.accounts.access import S, sees_all_teams, team_scope
 from portal.accounts.models import Team, User
-from portal.envelopes import search
-from portal.envelopes.models import Envelope, Recipient
+from portal.envelopes import attention, search
+from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library.models import Template, TemplateVersion
 from portal.library.queries import FIXED
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
-EXPIRING_WITHIN = timedelta(days=2)
-BAD_MAIL = (mail.Status.BOUNCED.value, mail.Status.FAILED.value)
+CURSOR_MAX = 1000  # characters: a title of 200 and a time and an id take far fewer
 
 STATUS_LABELS = {
     "sent": "Waiting for signatures",
@@ -141,7 +139,7 @@ class ListQuery:
 
 
 def _number(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 def _day(value: str, label: str, problems: list[str]) -> date | None:
@@ -160,59 +158,6 @@ def _start_of(day: date) -> datetime:
 
 
 # ---------------------------------------------------------------- what matches
-
-
-def _undelivered() -> tuple[ColumnElement[bool], ...]:
-    """An email that bounced or failed and is the latest to its recipient (notices to the
-    agent aside): the recipient has not got the envelope."""
-    later = aliased(mail.Message)
-    return (
-        mail.Message.status.in_(BAD_MAIL),
-        mail.Message.kind != "notice",
-        ~exists().where(
-            later.recipient_id == mail.Message.recipient_id,
-            later.kind != "notice",
-            later.id > mail.Message.id,
-        ),
-    )
-
-
-def _needs_attention(now: datetime) -> ColumnElement[bool]:
-    """Bounced or failed email, a locked recipient or expiry within two days (envelopes still
-    out for signature), sealing failed, or declined today (UTC).
-
-    The candidates come from small indexed sets (the latest email of a recipient that
-    bounced or failed, locked recipients, the expiry and finish times, failed seals), so the
-    view costs little however many envelopes a team has.
-    """
-    # (no email about a live envelope is older than the oldest live envelope: a short range
-    # of the (status, created_at) index instead of every bounce there ever was)
-    oldest_live = select(func.min(Envelope.created_at)).where(Envelope.status == "sent")
-    bad_mail = select(mail.Message.envelope_id).where(
-        mail.Message.created_at >= oldest_live.scalar_subquery(),
-        mail.Message.recipient_id.is_not(None),
-        *_undelivered(),
-    )
-    today = _start_of(now.date())
-    candidates: CompoundSelect[int] = union(
-        bad_mail,
-        select(Recipient.envelope_id).where(Recipient.locked_at.is_not(None)),
-        select(Envelope.id).where(
-            Envelope.status == "sent",
-            Envelope.expires_at > now,
-            Envelope.expires_at <= now + EXPIRING_WITHIN,
-        ),
-        select(Envelope.id).where(Envelope.seal_status == "failed"),
-        select(Envelope.id).where(Envelope.finished_at >= today, Envelope.status == "declined"),
-    )
-    return and_(
-        Envelope.id.in_(candidates),
-        or_(
-            Envelope.status == "sent",
-            Envelope.seal_status == "failed",
-            and_(Envelope.status == "declined", Envelope.finished_at >= today),
-        ),
-    )
 
 
 def _finds(needle: search.Needle) -> ColumnElement[bool]:
@@ -247,7 +192,7 @@ def matching(stmt: S, query: ListQuery, user: User) -> S:
     if query.sent_to is not None:
         stmt = stmt.where(Envelope.created_at < _start_of(query.sent_to + timedelta(days=1)))
     if query.attention:
-        stmt = stmt.where(_needs_attention(clock.utcnow()))
+        stmt = stmt.where(attention.needs_attention(clock.utcnow()))
     return stmt
 
 
@@ -272,6 +217,8 @@ def cursor_of(values: Sequence[Any]) -> str:
 
 def _decode(cursor: str, columns: Sequence[InstrumentedAttribute[Any]]) -> list[Any] | None:
     """The values a cursor carries, typed like ``columns``; None when it is not one of ours."""
+    if len(cursor) > CURSOR_MAX:
+        return None
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
@@ -343,45 +290,15 @@ def page(query: ListQuery, user: User, after: str = "", before: str = "") -> Pag
         has_next, has_previous = True, more
     else:
         has_next, has_previous = more, cursor is not None
+    # A first page with room to spare holds every match: no need to count them again.
+    total = len(rows) if cursor is None and not more else count(query, user)
     return Page(
         envelopes=rows,
-        total=count(query, user),
+        total=total,
         next_cursor=cursor_of(_row_key(rows[-1], columns)) if has_next and rows else None,
         previous_cursor=cursor_of(_row_key(rows[0], columns)) if has_previous and rows else None,
-        attention=attention_reasons(rows, clock.utcnow()),
+        attention=attention.reasons(rows, clock.utcnow()),
     )
-
-
-# ---------------------------------------------------------------- what needs attention
-
-
-def bad_deliveries(recipient_ids: Sequence[int]) -> dict[int, str]:
-    """Recipient id -> "bounced" or "failed", for those whose latest email did not arrive."""
-    if not recipient_ids:
-        return {}
-    rows = db.session.execute(
-        select(mail.Message.recipient_id, mail.Message.status).where(
-            mail.Message.recipient_id.in_(recipient_ids), *_undelivered()
-        )
-    )
-    return {rid: str(status) for rid, status in rows if rid is not None}
-
-
-def attention_reasons(envelopes: Sequence[Envelope], now: datetime) -> dict[int, list[str]]:
-    """Envelope id -> why it needs attention (the badges beside its status), in one query."""
-    live = [e for e in envelopes if e.status == "sent"]
-    bad = bad_deliveries([r.id for e in live for r in e.recipients])
-    reasons: dict[int, list[str]] = {}
-    for envelope in live:
-        found = [f"Email {bad[r.id]}: {r.name}" for r in envelope.recipients if r.id in bad] + [
-            f"Locked: {r.name}" for r in envelope.recipients if r.locked_at is not None
-        ]
-        expires = envelope.expires_at and clock.as_utc(envelope.expires_at)
-        if expires and now < expires <= now + EXPIRING_WITHIN:
-            found.append("Expires soon")
-        if found:
-            reasons[envelope.id] = found
-    return reasons
 
 
 # ---------------------------------------------------------------- the filters' choices

@@ -74,7 +74,7 @@ class Envelope(Model):
         Index("ix_envelope_created", "created_at", "id"),
         Index("ix_envelope_status_created", "status", "created_at", "id"),
         Index("ix_envelope_title", "title", "id"),
-        Index("ix_envelope_sender_created", "created_by_id", "created_at", "id"),
+        Index("ix_envelope_sender_created", "created_by_id", "team_id", "created_at", "id"),
         Index("ix_envelope_status_finished", "status", "finished_at"),  # declined today
         Index(
             "ix_envelope_search_text",

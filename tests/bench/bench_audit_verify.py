@@ -20,13 +20,12 @@ import os
 import pstats
 import random
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.bench.common import base_config
+from tests.bench.common import base_config, bench_folder, start_postgres
 
 N = int(os.environ.get("BENCH_AUDIT_N", "100000"))
 INSERT_BATCH = 10_000
@@ -324,12 +323,8 @@ def _bench_sqlite(folder: str) -> None:
 
 
 def _bench_postgresql() -> None:
-    from tests.services import PostgresServer
-
-    try:
-        server = PostgresServer.start()
-    except Exception as exc:  # no server binaries, not allowed to run one, ...
-        print(f"{NAME}[postgresql]: skipped, no PostgreSQL server ({exc})", flush=True)
+    server = start_postgres(NAME)
+    if server is None:
         return
     try:
         server.execute("CREATE DATABASE portal_bench")
@@ -348,11 +343,6 @@ def _bench_postgresql() -> None:
 
 
 def run() -> None:
-    with tempfile.TemporaryDirectory(prefix="portal-bench-") as folder:
-        instance = os.path.join(folder, "instance")
-        os.makedirs(instance)
-        os.environ["PORTAL_INSTANCE"] = instance
-        for name in ("DATABASE_URL", "REDIS_URL", "PORTAL_ENV", "MAIL_SERVER"):
-            os.environ.pop(name, None)
+    with bench_folder() as folder:
         _bench_sqlite(folder)
         _bench_postgresql()

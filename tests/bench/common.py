@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 
 def base_config(uri: str, **extra: object) -> dict[str, object]:
@@ -38,3 +40,27 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def bench_folder() -> Iterator[str]:
+    """A temporary folder whose ``instance`` folder the portal uses, with the environment's
+    database, Redis, mail and production settings cleared; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as folder:
+        instance = os.path.join(folder, "instance")
+        os.makedirs(instance)
+        os.environ["PORTAL_INSTANCE"] = instance
+        for name in ("DATABASE_URL", "REDIS_URL", "PORTAL_ENV", "MAIL_SERVER"):
+            os.environ.pop(name, None)
+        yield folder
+
+
+def start_postgres(name: str) -> Any | None:
+    """A throwaway PostgreSQL server, or None after a line saying the benchmark skips it."""
+    from tests.services import PostgresServer
+
+    try:
+        return PostgresServer.start()
+    except Exception as exc:  # no server binaries, not allowed to run one, ...
+        print(f"{name}[postgresql]: skipped, no PostgreSQL server ({exc})", flush=True)
+        return None
