@@ -93,8 +93,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from portal import audit, cli, health, jobs, mailbox, web
     from portal.accounts import init_app as init_accounts
-    from portal.documents import keystore
     from portal.bulk.routes import bp as bulk_bp
+    from portal.documents import keystore
     from portal.envelopes.routes import bp as console_bp
     from portal.library.routes import bp as library_bp
     from portal.signing.public_routes import bp as public_bp
