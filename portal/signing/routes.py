@@ -75,7 +75,7 @@ def _page(
     if isinstance(recipient, Recipient) and template in _NAME_THE_SENDER:
         context.setdefault("sender", recipient.envelope.created_by.name)
     with force_locale(_babel_locale(locale)):
-        page = translated.template(template)  # its texts translated when it was compiled
+        page = translated.template(template, locale)  # its texts translated when compiled
         return render_template(page, recipient=recipient, locale=locale, **context), status
 
 

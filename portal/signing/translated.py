@@ -11,8 +11,6 @@ Jinja merges into the page's markup. Everything else renders as it does elsewher
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-from weakref import WeakKeyDictionary
 
 from flask import current_app
 from flask_babel import get_translations
@@ -20,23 +18,25 @@ from jinja2 import Environment, Template
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
 
-_ENVIRONMENTS = "portal_translated_templates"  # app.extensions: catalogue -> environment
+_ENVIRONMENTS = "portal_translated_templates"  # app.extensions: locale -> environment
 _OPENING = {"lparen": "rparen", "lbracket": "rbracket", "lbrace": "rbrace"}
 
 
-def template(name: str) -> Template:
-    """``name`` compiled for the catalogue of the current locale (``force_locale``)."""
-    translations = get_translations()
-    environments: WeakKeyDictionary[Any, Environment] = current_app.extensions.setdefault(
-        _ENVIRONMENTS, WeakKeyDictionary()
-    )
-    environment = environments.get(translations)
+def template(name: str, locale: str) -> Template:
+    """``name`` compiled for ``locale``'s catalogue; call it inside ``force_locale(locale)``.
+
+    (Flask-Babel keeps one catalogue per locale for good: looked up once here, not on every
+    page, where the lookup costs more than finding the compiled template.)
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    environments: dict[str, Environment] = app.extensions.setdefault(_ENVIRONMENTS, {})
+    environment = environments.get(locale)
     if environment is None:
         # An overlay shares the app's loader, globals, filters and autoescaping; it has its
         # own cache of compiled templates, for this catalogue.
-        environment = current_app.jinja_env.overlay(extensions=[_Translated])
-        environment.portal_gettext = translations.ugettext  # type: ignore[attr-defined]
-        environments[translations] = environment
+        environment = app.jinja_env.overlay(extensions=[_Translated])
+        environment.portal_gettext = get_translations().ugettext
+        environments[locale] = environment
     return environment.get_template(name)
 
 
