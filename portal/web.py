@@ -142,16 +142,40 @@ def _translations() -> dict[str, Any]:
     Flask-Babel's template functions look the locale and catalogue up again for every string
     (a page has dozens), and Jinja's ``_`` takes the whole template context, which it copies
     for every call made inside a loop or after a ``set``. These take only the evaluation
-    context (for autoescaping), and context processors run inside ``render_template``, so
-    inside any ``force_locale`` around it: the catalogue found here is the one those would use.
+    context (for autoescaping), and the catalogue is looked up once, when a template first
+    calls one of them: inside ``render_template``, so inside any ``force_locale`` around it,
+    the catalogue those would use. A page that calls none (the signer's pages are translated
+    when they are compiled, ``portal.signing.translated``) looks none up.
     """
-    translations = get_translations()
+    found: list[dict[str, Any]] = []  # this render's catalogue functions, once looked up
+    return {name: _Deferred(found, name) for name in ("_", "gettext", "ngettext")}
+
+
+class _Deferred:
+    """One of a render's template functions, bound to the catalogue when first called."""
+
+    __slots__ = ("found", "name")
+
+    def __init__(self, found: list[dict[str, Any]], name: str) -> None:
+        self.found = found
+        self.name = name
+
+    @pass_eval_context
+    def __call__(self, __eval_ctx: EvalContext, *args: Any, **variables: Any) -> str:
+        if not self.found:
+            self.found.append(_bound(get_translations()))
+        function: Callable[..., str] = self.found[0][self.name]
+        return function(__eval_ctx, *args, **variables)
+
+
+def _bound(translations: Any) -> dict[str, Any]:
+    """The catalogue's template functions, made once (a catalogue does not change)."""
     bound = _BOUND.get(translations)
     if bound is None:
         gettext = _TemplateGettext(translations.ugettext)
         ngettext = _template_ngettext(translations.ungettext)
         bound = _BOUND[translations] = {"_": gettext, "gettext": gettext, "ngettext": ngettext}
-    return bound  # Flask copies it into the template's context
+    return bound
 
 
 def static_url(filename: str) -> str:
