@@ -102,6 +102,9 @@ def test_a_batch_sends_every_ready_row_and_tells_the_agent(app, bulk):
     assert len(audit_events(app, "envelope.sent")) == 5
     page = bulk.page(public_id)
     assert "Finished:" in page and 'id="count-created">5<' in page
+    console = bulk.portal.client.get("/console").get_data(as_text=True)
+    assert "Bulk send to many customers" in console
+    assert "customers.csv</a> (finished, 5 of 5 sent)" in console
 
 
 def test_the_signing_email_is_the_one_the_send_form_sends(app, bulk):

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, case, exists, func, select
+from sqlalchemy.orm import selectinload
 
 from portal import clock, mail
 from portal.accounts.access import team_scope
@@ -22,6 +23,7 @@ from portal.bulk import sending
 from portal.bulk.models import BatchState, BulkBatch, BulkRow, RowState
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
+from portal.library.models import TemplateVersion
 
 PAGE = 100
 REPORT_BATCH = 1000
@@ -216,6 +218,10 @@ def recent_batches(user: User, limit: int = 5) -> list[BulkBatch]:
     """The latest batches the user may see (not discarded drafts)."""
     stmt = team_scope(
         select(BulkBatch)
+        .options(
+            selectinload(BulkBatch.version).selectinload(TemplateVersion.template),
+            selectinload(BulkBatch.created_by),
+        )
         .where(BulkBatch.state != BatchState.DISCARDED.value)
         .order_by(BulkBatch.created_at.desc(), BulkBatch.id.desc())
         .limit(limit),
