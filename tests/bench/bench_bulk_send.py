@@ -45,13 +45,12 @@ import io
 import os
 import pstats
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.bench.common import base_config
+from tests.bench.common import base_config, bench_folder, start_postgres
 
 N = int(os.environ.get("BENCH_BULK_N", "10000"))
 ROUNDS = int(os.environ.get("BENCH_BULK_ROUNDS", "3"))
@@ -287,7 +286,7 @@ def _authored_rate(contenders: Contenders, label: str) -> None:
     print(
         f"  {label}: authored template (the demo refund, each customer's document merged and"
         f" rendered): {AUTHORED} envelopes in {seconds:.1f} s = {AUTHORED / seconds:,.0f}"
-        f" envelopes/s (10,000 would take about {N / (AUTHORED / seconds) / 60:.0f} min); their"
+        f" envelopes/s ({N:,} would take about {N / (AUTHORED / seconds) / 60:.0f} min); their"
         f" page images ({images} jobs) are queued for the pdf workers, not rendered here",
         flush=True,
     )
@@ -353,12 +352,8 @@ def _bench(label: str, uri: str) -> None:
 
 
 def _bench_postgresql() -> None:
-    from tests.services import PostgresServer
-
-    try:
-        server = PostgresServer.start()
-    except Exception as exc:  # no server binaries, not allowed to run one, ...
-        print(f"{NAME}[postgresql]: skipped, no PostgreSQL server ({exc})", flush=True)
+    server = start_postgres(NAME)
+    if server is None:
         return
     try:
         server.execute("CREATE DATABASE portal_bench")
@@ -368,12 +363,7 @@ def _bench_postgresql() -> None:
 
 
 def run() -> None:
-    with tempfile.TemporaryDirectory(prefix="portal-bench-bulk-") as folder:
-        instance = os.path.join(folder, "instance")
-        os.makedirs(instance)
-        os.environ["PORTAL_INSTANCE"] = instance
-        for name in ("DATABASE_URL", "REDIS_URL", "PORTAL_ENV", "MAIL_SERVER"):
-            os.environ.pop(name, None)
+    with bench_folder() as folder:
         _bench("sqlite", f"sqlite:///{os.path.join(folder, 'bench.db')}")
         _bench_postgresql()
 
