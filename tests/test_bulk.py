@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import re
+import time
 
 import openpyxl
 import pytest
@@ -423,8 +424,6 @@ def test_cancel_midway_sends_no_more_and_voids_what_was_sent(make_app, runner_fo
     bulk = Bulk(app, portal, version_id)
     public_id = bulk.uploaded(_refunds(bulk, [refund_row(n) for n in range(1, 41)]))
     bulk.send(public_id)
-    import time
-
     deadline = time.monotonic() + 60
     while bulk.batch(public_id).created_count < 10:
         assert time.monotonic() < deadline
@@ -470,3 +469,32 @@ def test_another_team_cannot_see_a_batch(app, bulk, make_staff):
     assert other.client.get(f"/bulk/{public_id}").status_code == 404
     assert other.client.get(f"/bulk/{public_id}/report.csv").status_code == 404
     assert other.post(f"/bulk/{public_id}/send", {}).status_code == 404
+
+
+def test_a_chunk_that_cannot_be_written_is_shown_and_ends_the_batch_after_five_tries(
+    app, bulk, monkeypatch
+):
+    from portal import jobs
+    from portal.bulk import creating, sending
+
+    def broken(self, rows, codes):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(creating.ChunkCreator, "create", broken)
+    public_id = bulk.uploaded(_refunds(bulk, [refund_row(1), refund_row(2)]))
+    bulk.send(public_id)  # the first try, in the background
+    batch_id = bulk.batch(public_id).id
+    deadline = time.monotonic() + 30
+    while bulk.batch(public_id).failures < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "A chunk could not be written (try 1): RuntimeError: disk full" in bulk.page(public_id)
+    for _ in range(sending.MAX_FAILURES - 1):
+        with app.app_context(), pytest.raises(RuntimeError, match="disk full"):
+            jobs.execute("portal.bulk.sending:run_batch", batch_id)
+    batch = bulk.batch(public_id)
+    assert batch.state == "finished" and batch.failed_count == 2 and counts(app) == (0, 0)
+    page = bulk.page(public_id)
+    assert "Sending stopped: RuntimeError: disk full" in page
+    assert "Not sent: the batch stopped after 5 failed tries" in page
+    assert audit_events(app, "bulk.finished")[0].data["failed"] == 2

@@ -44,6 +44,8 @@ def upgrade():
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("runner", sa.String(length=32), nullable=True),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("void_reason", sa.Text(), nullable=True),
         sa.Column("voided_by_id", sa.Integer(), nullable=True),
         sa.Column("voiding", sa.Boolean(), nullable=False),

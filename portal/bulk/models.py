@@ -87,6 +87,9 @@ class BulkBatch(Model):
     # The job that is sending it says it is alive; a stale heartbeat lets another take over.
     runner: Mapped[str | None] = mapped_column(String(32))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A chunk that could not be written: why, and how many tries in a row failed.
+    error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Voiding what it created (one reason for all), done by a job.
     void_reason: Mapped[str | None] = mapped_column(Text)
     voided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

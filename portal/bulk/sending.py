@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from portal import audit, clock, jobs, mail, storage
 from portal.bulk import reading
@@ -44,6 +44,7 @@ STALE = timedelta(minutes=2)  # a heartbeat older than this: the job is gone
 HEARTBEAT_SECONDS = 10.0
 SLICE_SECONDS = 240.0
 POLL_SECONDS = 0.5
+MAX_FAILURES = 5  # tries in a row of a chunk that cannot be written
 
 
 def mail_per_minute() -> int:
@@ -174,6 +175,7 @@ def _chunk(batch_id: int, runner: str, codes: dict[int, dict[str, str]]) -> str:
     batch.created_count += outcome.created
     batch.failed_count += outcome.failed
     batch.heartbeat_at = clock.utcnow()
+    batch.failures, batch.error = 0, None
     db.session.commit()
     return "more"
 
@@ -230,10 +232,30 @@ def run_batch(batch_id: int) -> str:
                 return "handed over"
             if not _pace(batch_id, runner):
                 return "stopped"
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
-        _release(batch_id, runner)  # a retry (or the sweeper) takes over at once
+        _failed(batch_id, runner, exc)  # a retry (or the sweeper) takes over at once
         raise
+
+
+def _failed(batch_id: int, runner: str, exc: Exception) -> None:
+    """A chunk could not be written: say why on the batch and let go of it; after
+    ``MAX_FAILURES`` tries in a row the rows still pending fail with that reason."""
+    batch = lock_batch(batch_id)
+    if batch.runner == runner:
+        batch.runner = None
+    batch.failures += 1
+    batch.error = f"{type(exc).__name__}: {exc}"[:1000]
+    if batch.failures >= MAX_FAILURES and batch.state == BatchState.SENDING.value:
+        reason = f"Not sent: the batch stopped after {batch.failures} failed tries ({batch.error})"
+        result = db.session.execute(
+            update(BulkRow)
+            .where(BulkRow.batch_id == batch.id, BulkRow.state == RowState.PENDING.value)
+            .values(state=RowState.FAILED.value, error=reason[:1000])
+        )
+        batch.failed_count += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        _finish(batch)
+    db.session.commit()
 
 
 def forget_file(batch: BulkBatch) -> None:
