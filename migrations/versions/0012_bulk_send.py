@@ -50,7 +50,8 @@ def upgrade():
         sa.Column("voided_by_id", sa.Integer(), nullable=True),
         sa.Column("voiding", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["created_by_id"], ["user_account.id"],
+            ["created_by_id"],
+            ["user_account.id"],
             name=op.f("fk_bulk_batch_created_by_id_user_account"),
         ),
         sa.ForeignKeyConstraint(
@@ -58,11 +59,13 @@ def upgrade():
         ),
         sa.ForeignKeyConstraint(["team_id"], ["team.id"], name=op.f("fk_bulk_batch_team_id_team")),
         sa.ForeignKeyConstraint(
-            ["voided_by_id"], ["user_account.id"],
+            ["voided_by_id"],
+            ["user_account.id"],
             name=op.f("fk_bulk_batch_voided_by_id_user_account"),
         ),
         sa.ForeignKeyConstraint(
-            ["template_version_id"], ["template_version.id"],
+            ["template_version_id"],
+            ["template_version.id"],
             name=op.f("fk_bulk_batch_template_version_id_template_version"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bulk_batch")),
