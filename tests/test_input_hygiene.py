@@ -20,6 +20,8 @@ from tests.test_envelopes import REFUND_VALUES
 from tests.test_web import _concrete
 
 NUL = "\x00"
+
+
 def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (4, 4), "white").save(out, format="PNG")
