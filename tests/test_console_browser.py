@@ -110,6 +110,11 @@ def test_desktop_console_pages_and_sorts_through_htmx(desktop, busy_team):
     header.click()
     expect(page).to_have_url(re.compile(r"sort=-document"))
     expect(rows.first).to_contain_text("Service-change addendum")
+    # a search shows its rows, then its count from a request of its own
+    page.get_by_label("Search").fill("customer")
+    expect(page.locator("#envelope-count")).to_have_text("Showing 50 of 59 envelopes")
+    page.get_by_label("Search").fill("")
+    expect(page.locator("#envelope-count")).to_have_text("Showing 50 of 60 envelopes")
     # a filter keeps the sort (the form carries it) and starts from the first page
     page.get_by_label("Status").select_option("sent")
     expect(page).to_have_url(re.compile(r"status=sent.*sort=-document|sort=-document.*status=sent"))

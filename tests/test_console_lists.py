@@ -423,6 +423,25 @@ def test_search_text_is_kept_when_an_email_is_corrected(ctx, world):
     assert envelope.search_text == expected, "the one definition, for Core inserts too"
 
 
+def test_a_search_shows_its_rows_first_and_counts_them_in_a_request_of_its_own(app, world):
+    agent = world.staff()
+    version = world.template("Refund authorization")
+    world.many(version, agent.id, 55, NOW - timedelta(hours=2))
+    portal = signed_in_as(app, agent)
+
+    rows = portal.client.get("/console?q=customer", headers={"HX-Request": "true"})
+    fragment = rows.get_data(as_text=True)
+    assert len(ids_on(fragment)) == 50 and "<html" not in fragment
+    assert "Showing 50 envelopes; counting the others" in text_of(fragment)
+    counting = html.unescape(re.search(r'hx-get="(/console/count[^"]+)"', fragment).group(1))
+    assert "q=customer" in counting and "shown=50" in counting
+    assert text_of(get(portal, counting)) == "Showing 50 of 55 envelopes"
+    # a search that fits on the page needs no count; without htmx the page counts at once
+    one = portal.client.get("/console?q=ORD-00007", headers={"HX-Request": "true"})
+    assert "Showing 1 of 1 envelope" in text_of(one.get_data(as_text=True))
+    assert "Showing 50 of 55 envelopes" in text_of(get(portal, "/console?q=customer"))
+
+
 def test_search_fires_on_input_so_a_paste_searches(app, world):
     page = get(signed_in_as(app, world.staff()), "/console")
     trigger = re.search(r'hx-trigger="([^"]+)"', page).group(1)
@@ -569,6 +588,9 @@ def test_an_agent_never_sees_another_teams_envelopes(app, world):
         assert not set(ids_on(page)) & set(theirs), url
     assert ids_on(get(portal, "/console?q=ORD-SHARED")) == [ours]
     assert "Showing 1 of 1 envelope" in text_of(get(portal, "/console?q=ORD-SHARED"))
+    assert text_of(get(portal, "/console/count?q=ORD-SHARED&shown=1")) == (
+        "Showing 1 of 1 envelope"
+    )
     exported = portal.client.get("/console/envelopes.csv?q=ORD-SHARED").get_data(as_text=True)
     assert ours in exported and not any(t in exported for t in theirs)
     with app.app_context():

@@ -10,7 +10,8 @@ search is one ``LIKE`` on ``Envelope.search_text`` (``portal.envelopes.search``)
 
 A page costs the same few statements whatever it shows: the rows, their recipients (and
 teams), the latest email of the rows' recipients (bounces), and the count (left out when a
-first page has room to spare: it holds every match).
+first page has room to spare: it holds every match; and for the search box, asked for by a
+request of its own once the rows show).
 """
 
 from __future__ import annotations
@@ -261,18 +262,22 @@ class Page:
     """One page of the list."""
 
     envelopes: list[Envelope]
-    total: int  # up to COUNT_CAP + 1
+    total: int | None  # up to COUNT_CAP + 1; None: counted by a request of its own
     next_cursor: str | None
     previous_cursor: str | None
     attention: dict[int, list[str]]
-
-    @property
-    def more_than_cap(self) -> bool:
-        return self.total > COUNT_CAP
+    cap: int  # what the count stops at
 
 
-def page(query: ListQuery, user: User, after: str = "", before: str = "") -> Page:
-    """The page after the cursor ``after`` (or before ``before``; the first page without)."""
+def page(
+    query: ListQuery, user: User, after: str = "", before: str = "", count_later: bool = False
+) -> Page:
+    """The page after the cursor ``after`` (or before ``before``; the first page without).
+
+    ``count_later``: leave the count to a request of its own (``count``) when it has to be
+    counted, so the rows show at once: the search box asks so, because counting a common
+    word's matches visits each of them (up to COUNT_CAP), where the page needs only 51.
+    """
     columns = _columns(query)
     backwards = bool(before)
     cursor = _decode(before or after, columns) if (before or after) else None
@@ -290,14 +295,16 @@ def page(query: ListQuery, user: User, after: str = "", before: str = "") -> Pag
         has_next, has_previous = True, more
     else:
         has_next, has_previous = more, cursor is not None
-    # A first page with room to spare holds every match: no need to count them again.
-    total = len(rows) if cursor is None and not more else count(query, user)
+    total: int | None = len(rows)  # a first page with room to spare holds every match
+    if cursor is not None or more:
+        total = None if count_later else count(query, user)
     return Page(
         envelopes=rows,
         total=total,
         next_cursor=cursor_of(_row_key(rows[-1], columns)) if has_next and rows else None,
         previous_cursor=cursor_of(_row_key(rows[0], columns)) if has_previous and rows else None,
         attention=attention.reasons(rows, clock.utcnow()),
+        cap=COUNT_CAP,
     )
 
 

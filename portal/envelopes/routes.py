@@ -54,8 +54,26 @@ def home() -> str:
         statuses=console.STATUS_LABELS,
         query=query,
         page=console.page(
-            query, current_user, request.args.get("after", ""), request.args.get("before", "")
+            query,
+            current_user,
+            request.args.get("after", ""),
+            request.args.get("before", ""),
+            count_later=bool(query.q) and web.wants_fragment(),
         ),
+    )
+
+
+@bp.route("/console/count")
+@roles_required()
+def count() -> str:
+    """How many envelopes the console's filters match, for a list shown without it."""
+    query = console.ListQuery.parse(request.args, all_teams=sees_all_teams(current_user))
+    shown = request.args.get("shown", "0")
+    return render_template(
+        "envelopes/_count.html",
+        shown=int(shown) if shown.isascii() and shown.isdigit() and len(shown) < 4 else 0,
+        total=console.count(query, current_user),
+        cap=console.COUNT_CAP,
     )
 
 
