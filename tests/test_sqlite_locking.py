@@ -25,8 +25,7 @@ from sqlalchemy.pool import NullPool
 from portal import audit, cli, clock
 from portal.accounts import sessions
 from portal.audit import AuditEvent, AuditHead
-from portal.envelopes import routes as console
-from portal.envelopes import sealing
+from portal.envelopes import console, sealing
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, write_lock
 from portal.library import operations as library
@@ -94,14 +93,14 @@ def test_a_writer_does_not_wait_for_a_slow_console_search(
     compliance.sign_in(make_staff("compliance"))
     searcher, _agent = signed_in("agent")
     hold = Hold()
-    search = console._envelopes
+    search = console.page
 
-    def slow_search(query: str, status: str) -> list[Envelope]:
-        found = search(query, status)  # read in the request's transaction, still open here
+    def slow_search(*args: Any, **kwargs: Any) -> console.Page:
+        found = search(*args, **kwargs)  # read in the request's transaction, still open here
         hold.pause()
         return found
 
-    monkeypatch.setattr(console, "_envelopes", slow_search)
+    monkeypatch.setattr(console, "page", slow_search)
     thread, page = _in_thread(lambda: searcher.client.get("/console?q=Jordan"))
     try:
         assert hold.reached.wait(30)
@@ -304,14 +303,14 @@ def test_after_its_write_a_get_reads_without_the_lock_again(app, signed_in, monk
 
     portal, _agent = signed_in("agent")
     modes = []
-    search = console._envelopes
+    search = console.page
 
-    def watched(query: str, status: str) -> list[Envelope]:
-        found = search(query, status)
+    def watched(*args: Any, **kwargs: Any) -> console.Page:
+        found = search(*args, **kwargs)
         modes.append(extensions._read_only(db.session()))
         return found
 
-    monkeypatch.setattr(console, "_envelopes", watched)
+    monkeypatch.setattr(console, "page", watched)
     real = clock.utcnow
     monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(minutes=2))
     assert portal.client.get("/console").status_code == 200
