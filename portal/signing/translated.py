@@ -10,13 +10,16 @@ Jinja merges into the page's markup. Everything else renders as it does elsewher
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 
 from flask import current_app
 from flask_babel import get_translations
 from jinja2 import Environment, Template
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
+
+from portal.signing import inlined
 
 _ENVIRONMENTS = "portal_translated_templates"  # app.extensions: locale -> environment
 _OPENING = {"lparen": "rparen", "lbracket": "rbracket", "lbrace": "rbrace"}
@@ -41,12 +44,20 @@ def template(name: str, locale: str) -> Template:
 
 
 class _Translated(Extension):
-    """Replace ``_('text'...)`` with the translated text, as Jinja tokens."""
+    """Replace ``_('text'...)`` with the translated text, as Jinja tokens; and a page that
+    only extends a layout becomes one template with it (``portal.signing.inlined``)."""
 
     def filter_stream(self, stream: TokenStream) -> TokenStream | Iterator[Token]:
         tokens = list(stream)
-        if not _rewritable(self.environment, stream.name, tokens):
-            return iter(tokens)
+        if _rewritable(self.environment, stream.name, tokens):
+            tokens = self._translated(tokens)
+        if not self.environment.auto_reload and inlined.layout_name(tokens) is not None:
+            merged = inlined.inlined(tokens, partial(self._tokens, page=stream.name))
+            if merged is not None:
+                return iter(merged)
+        return iter(tokens)
+
+    def _translated(self, tokens: list[Token]) -> list[Token]:
         gettext = self.environment.portal_gettext  # type: ignore[attr-defined]
         out: list[Token] = []
         i = 0
@@ -59,7 +70,19 @@ class _Translated(Extension):
             end, message, arguments = call
             out.extend(_constant(tokens[i].lineno, gettext(message), arguments))
             i = end + 1
-        return iter(out)
+        return out
+
+    def _tokens(self, name: str, page: str | None) -> list[Token]:
+        """Another template's tokens, as Jinja reads them for compiling (so translated)."""
+        environment = self.environment
+        name = environment.join_path(name, page) if page else name
+        assert environment.loader is not None
+        source, filename, _uptodate = environment.loader.get_source(environment, name)
+        source = environment.preprocess(source, name, filename)
+        stream: Iterable[Token] = environment.lexer.tokenize(source, name, filename)
+        for extension in environment.iter_extensions():
+            stream = extension.filter_stream(TokenStream(stream, name, filename))
+        return list(stream)
 
 
 def _rewritable(environment: Environment, name: str | None, tokens: list[Token]) -> bool:
