@@ -48,6 +48,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"portal database backend: {config.getoption('--db')}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of PostgreSQL itself belong to the PostgreSQL run (``make test`` runs both)."""
+    if config.getoption("--db") == "postgresql":
+        return
+    elsewhere = [item for item in items if item.get_closest_marker("postgresql_only")]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql_only")]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_instance, ignore_errors=True)
 

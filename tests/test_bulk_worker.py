@@ -73,11 +73,10 @@ def _count(model, *where) -> int:
     return int(value or 0)
 
 
+@pytest.mark.postgresql_only
 def test_a_worker_killed_mid_batch_resumes_with_no_row_sent_twice_or_skipped(
-    backend, make_app, redis_server, database_url, runner_for, tmp_path
+    make_app, redis_server, database_url, runner_for, tmp_path
 ):
-    if backend != "postgresql":
-        pytest.skip("the 10,000-row batch with a killed worker runs on PostgreSQL")
     conn = Redis.from_url(redis_server.url)
     conn.flushdb()
     app = make_app(REDIS_URL=redis_server.url, JOBS_INLINE=False, BULK_MAIL_PER_MINUTE=0)

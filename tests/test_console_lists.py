@@ -608,9 +608,8 @@ def _plan(stmt) -> str:
         return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
 
 
-def test_postgresql_answers_search_and_team_lists_from_their_indexes(backend, app, world):
-    if backend != "postgresql":
-        pytest.skip("the trigram index is PostgreSQL's; SQLite scans")
+@pytest.mark.postgresql_only
+def test_postgresql_answers_search_and_team_lists_from_their_indexes(app, world):
     agent = world.staff()
     version = world.template("Refund authorization")
     with app.app_context():

@@ -217,7 +217,11 @@ def test_a_failure_is_shown_with_its_reason_and_can_be_retried(app, sent, signed
     retried = portal.post(f"/envelopes/{public_id}/seal/retry")
     assert retried.status_code == 302
     page = portal.client.get(f"/envelopes/{public_id}").get_data(as_text=True)
-    assert "Download the sealed PDF" in page and "Sealing failed" not in page
+    assert "Download the sealed PDF" in page and "Retry sealing" not in page
+    assert 'role="alert"><strong>Sealing failed' not in page and "badge-danger" not in page
+    # The failure stays in the envelope's history, followed by the retry and the seal.
+    history = [page.index(t) for t in ("Sealing failed", "Sealing retried", "Document sealed")]
+    assert history == sorted(history)
     assert audit_events(app, "envelope.seal_retried") and _sealed_blobs(app) == 1
     again = portal.post(f"/envelopes/{public_id}/seal/retry")
     assert again.status_code == 302 and len(audit_events(app, "envelope.sealed")) == 1
