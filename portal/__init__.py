@@ -97,6 +97,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.documents import keystore
     from portal.envelopes.routes import bp as console_bp
     from portal.library.routes import bp as library_bp
+    from portal.records.routes import bp as records_bp
     from portal.signing.public_routes import bp as public_bp
     from portal.signing.routes import bp as signing_bp
 
@@ -110,6 +111,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(mailbox.bp)
     app.register_blueprint(bulk_bp)
+    app.register_blueprint(records_bp)
     csrf.exempt(health.bp)
     cli.init_app(app)
     keystore.startup_check(app)

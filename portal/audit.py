@@ -107,6 +107,11 @@ LABELS = {
 }
 
 
+def add_labels(labels: Mapping[str, str]) -> None:
+    """Name a package's events for people (each package registers its own when imported)."""
+    LABELS.update(labels)
+
+
 def label(event: str) -> str:
     """A person-readable name for an event (the machine name when none is known)."""
     return LABELS.get(event, event)

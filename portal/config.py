@@ -142,6 +142,30 @@ SETTINGS: tuple[Setting, ...] = (
         "30",
         "How long a check waits for a free sandbox before it is refused as busy.",
     ),
+    # Records and compliance centre
+    Setting(
+        "RETENTION_DEFAULT_YEARS",
+        "7",
+        "Retention period of the default policy, which template versions that name no policy "
+        "keep their envelopes under (years after the envelope ends).",
+    ),
+    Setting(
+        "RETENTION_YEARS_RANGE",
+        "2-7",
+        "Periods (in years) a retention policy may have; admins may widen it up to 1-15.",
+    ),
+    Setting(
+        "RETENTION_REVIEW_DAYS",
+        "14",
+        "Days between an envelope being listed as due for purge and the purge itself, for "
+        "compliance to review (and postpone, with a reason).",
+    ),
+    Setting(
+        "EXPORT_INLINE_ROWS",
+        "5000",
+        "Exports of up to this many rows download at once; larger ones run as a job with a "
+        "progress bar and a download when ready.",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
