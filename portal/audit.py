@@ -490,6 +490,25 @@ def _head(conn: Any) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
+@dataclass(frozen=True)
+class Revealed:
+    """An event as people read it: its personal fields (IP, browser, a customer's name or email
+    as actor, personal data values) in plain text, or ``erased`` once its key is destroyed."""
+
+    event: AuditEvent
+    ip: str | None
+    user_agent: str | None
+    actor_label: str | None
+    data: dict[str, Any]
+    erased: bool = False
+
+
+def reveal(events: Iterable[AuditEvent]) -> list[Revealed]:
+    """The events with their personal fields readable (every reader of events goes through
+    this: the chain stores customers' personal fields encrypted, see ``portal.records.keys``)."""
+    return [Revealed(e, e.ip, e.user_agent, e.actor_label, e.data) for e in events]
+
+
 def history(subject: Ref, limit: int = 50) -> list[AuditEvent]:
     """The latest events about one subject, newest first."""
     s_type, s_id, _ = _ref(subject)
