@@ -1,5 +1,9 @@
-"""Routes of the records centre (see portal/records/__init__.py)."""
+"""Routes of the records centre (see portal/records/__init__.py): legal holds."""
 
 from __future__ import annotations
 
-from portal.records import bp, officers_only  # noqa: F401
+from portal.records import (  # noqa: F401
+    bp,
+    holds,
+    officers_only,
+)
