@@ -104,6 +104,7 @@ LABELS = {
     "mail.bounced": "Email bounced",
     "mail.delayed": "Email delayed",
     "security.rate_limited": "Too many attempts (rate limited)",
+    "audit.personal_data_encrypted": "Personal data in the audit trail encrypted (migration)",
 }
 
 
@@ -271,11 +272,15 @@ def _fields(
     data: Mapping[str, Any] | None,
     ip: str | None,
     user_agent: str | None,
+    ring: keys.Ring,
+    refs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The stored (and hashed) columns of one event, but its hashes."""
+    """The stored (and hashed) columns of one event, but its hashes: personal fields of an
+    envelope's event sealed under its key (``portal.records.keys``); its ``audit_ref`` row
+    goes into ``refs``."""
     actor_ref = _ref(actor)
     subject_type, subject_id, _label = _ref(subject) if subject is not None else (None, None, None)
-    return {
+    row = {
         "seq": seq,
         "occurred_at": occurred_at,
         "event": event,
@@ -286,8 +291,20 @@ def _fields(
         "subject_id": subject_id,
         "ip": ip,
         "user_agent": user_agent,
-        "data_json": encode_data(mask(data or {})),
     }
+    stored = mask(data or {})
+    envelope_id = keys.envelope_of(subject_type, subject_id)
+    if envelope_id is not None:
+        stored = ring.seal(envelope_id, row, stored)
+    row["data_json"] = encode_data(stored)
+    team = ring.team(subject, actor, envelope_id)
+    refs.append({"seq": seq, "envelope_id": envelope_id, "team_id": team, "ip": ip})
+    return row
+
+
+def lock_head() -> AuditHead:
+    """Lock the chain's head row (every writer of the chain does, first)."""
+    return _lock_head()
 
 
 def _lock_head() -> AuditHead:
@@ -308,6 +325,7 @@ def record(
     """Append an event to the chain inside the caller's transaction."""
     head = _lock_head()
     req_ip, req_agent = request_origin()
+    ring, refs = keys.Ring(), list[dict[str, Any]]()
     fields = _fields(
         head.seq + 1,
         iso_time(clock.utcnow()),
@@ -317,6 +335,8 @@ def record(
         data,
         ip or req_ip,
         user_agent or req_agent,
+        ring,
+        refs,
     )
     digest = chain_hash(head.hash, canonical(**fields))
     entry = AuditEvent(**fields, prev_hash=head.hash, hash=digest)
@@ -324,6 +344,7 @@ def record(
     head.seq = entry.seq
     head.hash = digest
     db.session.flush()
+    ring.flush(refs)
     return entry
 
 
@@ -350,9 +371,18 @@ def record_many(events: Iterable[Pending]) -> int:
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
     encode, sha256 = _FIELDS.encode, hashlib.sha256
-    for item in events:
+    items = list(events)
+    ring, refs = keys.Ring(), list[dict[str, Any]]()
+    envelope_ids = {
+        keys.envelope_of(*_ref(item.subject)[:2]) for item in items if item.subject is not None
+    } - {None}
+    ring.load(cast(set[int], envelope_ids))  # one read of the envelopes' keys and teams
+    ring.load_teams(cast(set[int], envelope_ids))
+    for item in items:
         seq += 1
-        row = _fields(seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent)
+        row = _fields(
+            seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent, ring, refs
+        )
         row["data"] = data = row.pop("data_json")  # the table's column name
         # ``chain_hash(prev, canonical(...))``, written out as ``_check`` does
         body = encode([row[name] for name in _COLUMN_NAMES[:10]])
@@ -363,6 +393,7 @@ def record_many(events: Iterable[Pending]) -> int:
         db.session.execute(cast(Table, AuditEvent.__table__).insert(), rows)
         head.seq, head.hash = seq, prev
         db.session.flush()
+        ring.flush(refs)
     return len(rows)
 
 
@@ -493,7 +524,9 @@ def _head(conn: Any) -> tuple[int, str] | None:
 @dataclass(frozen=True)
 class Revealed:
     """An event as people read it: its personal fields (IP, browser, a customer's name or email
-    as actor, personal data values) in plain text, or ``erased`` once its key is destroyed."""
+    as actor, personal data values) in plain text, or ``erased`` once its key is destroyed
+    (then ``ip``, ``user_agent`` and a recipient actor's label read ``"erased"`` and ``data``
+    holds the values kept in clear)."""
 
     event: AuditEvent
     ip: str | None
@@ -502,17 +535,79 @@ class Revealed:
     data: dict[str, Any]
     erased: bool = False
 
+    # The event's own columns, for readers that go through ``reveal``.
+    @property
+    def name(self) -> str:
+        return self.event.event
+
+    @property
+    def seq(self) -> int:
+        return self.event.seq
+
+    @property
+    def occurred(self) -> datetime:
+        return self.event.occurred
+
+    @property
+    def actor_type(self) -> str:
+        return self.event.actor_type
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.event.actor_id
+
+    @property
+    def subject_type(self) -> str | None:
+        return self.event.subject_type
+
+    @property
+    def subject_id(self) -> str | None:
+        return self.event.subject_id
+
 
 def reveal(events: Iterable[AuditEvent]) -> list[Revealed]:
     """The events with their personal fields readable (every reader of events goes through
-    this: the chain stores customers' personal fields encrypted, see ``portal.records.keys``)."""
-    return [Revealed(e, e.ip, e.user_agent, e.actor_label, e.data) for e in events]
+    this: the chain stores customers' personal fields encrypted, see ``portal.records.keys``).
+
+    Each envelope's key is read and unwrapped once for all its events.
+    """
+    events = list(events)
+    parts = [e.data for e in events]
+    sealed = {keys.token_envelope(d.get(keys.PERSONAL)) for d in parts} - {None}
+    ring = keys.Ring() if sealed else None
+    if ring is not None:
+        ring.load(cast(set[int], sealed))
+    out = []
+    for event, data in zip(events, parts, strict=True):
+        token = data.pop(keys.PERSONAL, None)
+        if token is None:
+            out.append(Revealed(event, event.ip, event.user_agent, event.actor_label, data))
+            continue
+        envelope_id = keys.token_envelope(token)
+        key = ring.cache.get(envelope_id) if ring is not None and envelope_id else None
+        if key is None:
+            recipient = event.actor_type == "recipient"
+            label = keys.ERASED if recipient else event.actor_label
+            out.append(Revealed(event, keys.ERASED, keys.ERASED, label, data, erased=True))
+            continue
+        personal = keys.open_sealed(key, event.seq, str(token))
+        data.update(personal.get("data") or {})
+        out.append(
+            Revealed(
+                event,
+                personal.get("ip", event.ip),
+                personal.get("user_agent", event.user_agent),
+                personal.get("actor_label", event.actor_label),
+                data,
+            )
+        )
+    return out
 
 
-def history(subject: Ref, limit: int = 50) -> list[AuditEvent]:
-    """The latest events about one subject, newest first."""
+def history(subject: Ref, limit: int = 50) -> list[Revealed]:
+    """The latest events about one subject, newest first (revealed)."""
     s_type, s_id, _ = _ref(subject)
-    return list(
+    return reveal(
         db.session.execute(
             select(AuditEvent)
             .where(AuditEvent.subject_type == s_type, AuditEvent.subject_id == s_id)
@@ -520,3 +615,8 @@ def history(subject: Ref, limit: int = 50) -> list[AuditEvent]:
             .limit(limit)
         ).scalars()
     )
+
+
+# The chain's key ring sits above the chain (it knows the envelope's table); imported last so
+# that its models are registered with the chain's and its import of this module finds it whole.
+from portal.records import keys  # noqa: E402

@@ -141,3 +141,28 @@ def unreadable_key_ids() -> list[str]:
         for key_id in db.session.execute(select(Blob.key_id).distinct()).scalars()
         if key_id != current
     ]
+
+
+# ---------------------------------------------------------------- small secrets under DATA_KEY
+
+
+def current_key() -> bytes:
+    """The current DATA_KEY, for other small secrets kept encrypted at rest like the blobs
+    (the audit chain's per-envelope keys, ``portal.records.keys``)."""
+    return _current_key()
+
+
+def wrap(key: bytes, aad: str, content: bytes) -> tuple[bytes, bytes]:
+    """``content`` under ``key`` as a blob is sealed (AES-256-GCM, random nonce, ``aad`` as
+    associated data): ``(nonce, ciphertext)``."""
+    return _seal(key, aad, content)
+
+
+def unwrap(key: bytes, aad: str, nonce: bytes, ciphertext: bytes) -> bytes:
+    """What ``wrap`` sealed; ``BlobError`` when the key is wrong or the bytes were changed."""
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, aad.encode("ascii"))
+    except InvalidTag as exc:
+        raise BlobError(
+            f"{aad} could not be decrypted: the DATA_KEY is wrong or the stored bytes were changed."
+        ) from exc

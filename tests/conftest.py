@@ -313,11 +313,25 @@ def demo_template(name: str = "Refund authorization"):
     return db.session.execute(select(Template).where(Template.name == name)).scalar_one()
 
 
+class ShownEvent:
+    """An audit event as its readers see it: the stored row, with the personal fields (IP,
+    browser, a recipient's label, personal data values) as ``audit.reveal`` gives them."""
+
+    def __init__(self, revealed) -> None:
+        self.revealed = revealed
+        self.ip, self.user_agent = revealed.ip, revealed.user_agent
+        self.actor_label, self.data = revealed.actor_label, revealed.data
+
+    def __getattr__(self, name: str):
+        return getattr(self.revealed.event, name)
+
+
 def audit_events(app: Flask, event: str | None = None) -> list:
-    """The audit events recorded so far (optionally one kind), oldest first."""
+    """The audit events recorded so far (optionally one kind), oldest first, revealed
+    (``ShownEvent``); the stored rows are ``.revealed.event``."""
     from sqlalchemy import select
 
-    from portal.audit import AuditEvent
+    from portal.audit import AuditEvent, reveal
     from portal.extensions import db
 
     stmt = select(AuditEvent).order_by(AuditEvent.seq)
@@ -325,9 +339,9 @@ def audit_events(app: Flask, event: str | None = None) -> list:
         stmt = stmt.where(AuditEvent.event == event)
     if has_app_context() and current_app._get_current_object() is app:
         # inside the test's own app context: read in its session (SQLite allows one writer)
-        return list(db.session.execute(stmt).scalars())
+        return [ShownEvent(r) for r in reveal(db.session.execute(stmt).scalars())]
     with app.app_context():
-        rows = list(db.session.execute(stmt).scalars())
+        rows = [ShownEvent(r) for r in reveal(db.session.execute(stmt).scalars())]
         db.session.expunge_all()
         return rows
 
