@@ -1,27 +1,37 @@
 """Legal holds: scopes (chosen envelopes, a customer's email incl. later envelopes, a template),
-placing and releasing, the pages, the ZIP export."""
+placing and releasing on the pages, their events, bad input, agents, and the ZIP export."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import re
+import zipfile
+
+import pytest
+from pypdf import PdfReader
+
+from portal.documents.seal import check_seal
 from portal.envelopes import operations as envelopes
+from portal.envelopes.models import Envelope
 from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
 from portal.records import holds
-from tests.conftest import demo_agent, demo_template
+from tests.conftest import audit_events, demo_agent, demo_template
 from tests.test_envelopes import REFUND_VALUES
+from tests.test_sealing import _sign
 from tests.test_signing import sent  # noqa: F401
 
 
-def _send_refund(app, email: str, name: str = "Zoë Łukasiewicz") -> int:
-    """Send the demo refund to one customer (after seed-demo); returns the envelope id."""
+def send_refund(app, email: str, name: str = "Zoë Łukasiewicz") -> tuple[int, str, str]:
+    """Send the demo refund to one customer (after seed-demo): (id, public id, link)."""
     with app.app_context():
         version = library.approved_version(demo_template())
         people = [RecipientInput(role="customer", name=name, email=email)]
-        envelope, _links = envelopes.create_and_send(
-            version, REFUND_VALUES, people, by=demo_agent()
-        )
-        return envelope.id
+        envelope, links = envelopes.create_and_send(version, REFUND_VALUES, people, by=demo_agent())
+        return envelope.id, envelope.public_id, next(iter(links.values()))
 
 
 def _hold(scope: str, **kwargs) -> holds.LegalHold:
@@ -38,12 +48,15 @@ def _hold(scope: str, **kwargs) -> holds.LegalHold:
     return hold
 
 
+def _template_id(app, envelope_id: int) -> int:
+    with app.app_context():
+        return db.session.get(Envelope, envelope_id).version.template_id
+
+
 def test_hold_reasons_for_each_scope(app, sent):  # noqa: F811
     first, _, _ = sent()
     other, _, _ = sent("Service-change addendum")
     with app.app_context():
-        from portal.envelopes.models import Envelope
-
         assert holds.hold_reasons([first, other]) == {}
         chosen = _hold("envelopes", name="Chosen")
         db.session.add(holds.LegalHoldEnvelope(hold_id=chosen.id, envelope_id=other))
@@ -52,6 +65,245 @@ def test_hold_reasons_for_each_scope(app, sent):  # noqa: F811
         _hold("template", name="Refunds", template_id=tpl)
         db.session.commit()
         assert holds.hold_reasons([first, other]) == {first: ["Refunds", "Zoe"], other: ["Chosen"]}
-    later = _send_refund(app, "ZOE@Example.com")
+        assert holds.hold_reasons([]) == {}
+    # an envelope sent to the held email (in another case) after the hold was placed
+    later, _, _ = send_refund(app, "ZOE@Example.com")
+    stranger, _, _ = send_refund(app, "someone.else@example.com")
     with app.app_context():
-        assert holds.hold_reasons([later]) == {later: ["Refunds", "Zoe"]}
+        reasons = holds.hold_reasons([later, stranger, 999_999])
+        assert reasons[later] == ["Refunds", "Zoe"]
+        assert reasons[stranger] == ["Refunds"]  # the template hold only
+        assert 999_999 not in reasons
+
+
+def test_hold_reasons_answers_many_ids_in_a_few_queries(app, sent):  # noqa: F811
+    from sqlalchemy import event
+
+    first, _, _ = sent()
+    with app.app_context():
+        _hold("email", name="Zoe", email="zoe@example.com")
+        db.session.commit()
+        statements: list[str] = []
+
+        def count(*args, **_kwargs):
+            if args[2].lstrip().upper().startswith("SELECT"):
+                statements.append(args[2])
+
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            reasons = holds.hold_reasons([*range(1, 1201), first])
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert reasons == {first: ["Zoe"]}
+        # one to see whether any hold is active, then one per 500 ids (1,201 ids: three)
+        assert len(statements) == 4, statements
+
+
+def _place(portal, **form):
+    return portal.post("/records/holds/new", form)
+
+
+def test_officer_places_holds_of_each_scope_and_releases_one_with_a_reason(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+):
+    first, _, _ = sent()
+    other, _, _ = sent("Service-change addendum")
+    portal, officer = signed_in("compliance")
+    base = {"name": "Smith v. Bank", "case_ref": "CV-2026-17", "reason": "Court order"}
+
+    page = portal.client.get("/records/holds/new?q=zoe").get_data(as_text=True)
+    assert f'name="envelope" value="{first}"' in page and "Zoë Łukasiewicz" in page
+    assert f'name="envelope" value="{other}"' not in page
+
+    done = _place(portal, **base, scope="envelopes", envelope=[str(first)])
+    assert done.status_code == 303
+    chosen_page = portal.client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Smith v. Bank" in chosen_page and '<span id="hold-count">1</span>' in chosen_page
+
+    by_email = _place(portal, **{**base, "name": "Zoe's records"}, scope="email",
+                      email=" Zoe@Example.COM ")  # fmt: skip
+    assert by_email.status_code == 303
+    tpl = _template_id(app, other)
+    by_template = _place(portal, **{**base, "name": "Addenda"}, scope="template",
+                         template=str(tpl))  # fmt: skip
+    assert by_template.status_code == 303
+
+    later, _, _ = send_refund(app, "zoe@EXAMPLE.com")
+    with app.app_context():
+        reasons = holds.hold_reasons([first, other, later])
+    assert reasons == {
+        first: ["Smith v. Bank", "Zoe's records"],
+        other: ["Addenda"],
+        later: ["Zoe's records"],
+    }
+    email_page = portal.client.get(by_email.headers["Location"]).get_data(as_text=True)
+    assert '<span id="hold-count">2</span>' in email_page and "zoe@example.com" in email_page
+
+    listing = portal.client.get("/records/holds").get_data(as_text=True)
+    for name in ("Smith v. Bank", "Zoe&#39;s records", "Addenda"):
+        assert name in listing
+
+    placed = audit_events(app, "hold.placed")
+    assert [e.data["scope"] for e in placed] == ["envelopes", "email", "template"]
+    assert placed[0].actor_id == str(officer.id) and placed[0].data["case_ref"] == "CV-2026-17"
+    assert placed[1].data["email_sha256"] == hashlib.sha256(b"zoe@example.com").hexdigest()
+    assert "zoe@example.com" not in placed[1].data_json
+
+    # releasing needs a reason
+    release_url = by_email.headers["Location"] + "/release"
+    refused = portal.post(release_url, {"reason": "   "}, follow_redirects=True)
+    assert "The reason for releasing is required." in refused.get_data(as_text=True)
+    assert audit_events(app, "hold.released") == []
+    released = portal.post(release_url, {"reason": "Case settled"}, follow_redirects=True)
+    text = released.get_data(as_text=True)
+    assert "released" in text and "Case settled" in text and "removed at release" in text
+    events = audit_events(app, "hold.released")
+    assert len(events) == 1 and events[0].data["reason"] == "Case settled"
+    with app.app_context():
+        assert holds.hold_reasons([later]) == {}
+        hold = db.session.get(holds.LegalHold, int(by_email.headers["Location"].rsplit("/", 1)[1]))
+        assert hold.email is None and hold.email_sha256
+    again = portal.post(release_url, {"reason": "twice"}, follow_redirects=True)
+    assert "already released" in again.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"name": "", "scope": "email", "email": "a@example.com"}, "The name is required."),
+        ({"scope": "email", "email": "not an email"}, "The email is not valid"),
+        ({"scope": "email", "email": ""}, "Enter the customer&#39;s email."),
+        ({"scope": "template", "template": "99999"}, "Choose the template the hold covers."),
+        ({"scope": "template", "template": "1e9"}, "Choose the template the hold covers."),
+        ({"scope": "envelopes"}, "Tick at least one envelope for the hold."),
+        ({"scope": "envelopes", "envelope": ["1", "x"]}, "The envelopes chosen are not valid"),
+        ({"scope": "envelopes", "envelope": ["424242"]}, "no longer exist"),
+        ({"scope": "everything"}, "Choose what the hold covers"),
+        ({"scope": "email", "email": "a@example.com", "case_ref": "x" * 1_000_000},
+         "The case reference is longer than 120 characters."),
+        ({"scope": "email", "email": "a@example.com", "reason": ""}, "The reason is required."),
+    ],
+)  # fmt: skip
+def test_bad_hold_input_gives_a_message(app, signed_in, form, message):
+    portal, _ = signed_in("compliance")
+    data = {"name": "Hold", "case_ref": "C-1", "reason": "Why", **form}
+    response = _place(portal, **data)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert audit_events(app, "hold.placed") == []
+
+
+def test_formula_and_markup_in_a_hold_name_are_plain_text(app, sent, signed_in):  # noqa: F811
+    sent()
+    portal, _ = signed_in("compliance")
+    done = _place(portal, name='=HYPERLINK("x")<script>', case_ref="C", reason="R",
+                  scope="email", email="zoe@example.com")  # fmt: skip
+    page = portal.client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>")[1]
+
+
+def test_agents_get_403_on_every_hold_page(app, signed_in):
+    portal, _ = signed_in("agent")
+    for url in ("/records/holds", "/records/holds/new", "/records/holds/1",
+                "/records/holds/1/exports/1", "/records/holds/1/exports/1.zip"):  # fmt: skip
+        assert portal.client.get(url).status_code == 403, url
+    for url in ("/records/holds/new", "/records/holds/1/release", "/records/holds/1/export"):
+        assert portal.post(url, {"name": "x"}).status_code == 403, url
+
+
+def test_unknown_hold_is_404_and_bad_cursor_is_ignored(app, signed_in):
+    portal, _ = signed_in("compliance")
+    assert portal.client.get("/records/holds/12345").status_code == 404
+    done = _place(portal, name="H", case_ref="C", reason="R", scope="email",
+                  email="nobody@example.com")  # fmt: skip
+    page = portal.client.get(done.headers["Location"] + "?after=" + "9" * 5000)
+    assert page.status_code == 200 and "No envelopes for this email yet" in page.get_data(
+        as_text=True
+    )
+
+
+def _zip_from(response) -> zipfile.ZipFile:
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/zip"
+    content = response.get_data()
+    response.close()
+    return zipfile.ZipFile(io.BytesIO(content))
+
+
+def _manifest(bundle: zipfile.ZipFile) -> list[dict[str, str]]:
+    text = bundle.read("manifest.csv").decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_hold_zip_holds_sealed_pdfs_sealed_reports_and_a_manifest_of_their_hashes(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+):
+    signed_id, signed_public, link = sent()
+    _sign(app, link, signed_public)
+    waiting, _, _ = send_refund(app, "zoe@example.com")
+    send_refund(app, "other@example.com")
+    portal, officer = signed_in("compliance")
+    done = _place(portal, name="Zoe", case_ref="C-9", reason="R", scope="email",
+                  email="zoe@example.com")  # fmt: skip
+    hold_url = done.headers["Location"]
+
+    bundle = _zip_from(portal.post(hold_url + "/export"))
+    rows = _manifest(bundle)
+    names = sorted(bundle.namelist())
+    assert names == sorted([r["File"] for r in rows] + ["manifest.csv"])
+    kinds = sorted((int(r["Envelope id"]), r["Kind"]) for r in rows)
+    assert kinds == sorted(
+        [(signed_id, "sealed_pdf"), (signed_id, "audit_report"), (waiting, "audit_report")]
+    )
+    for row in rows:
+        content = bundle.read(row["File"])
+        assert hashlib.sha256(content).hexdigest() == row["SHA-256"]
+        assert len(content) == int(row["Bytes"])
+        assert len(PdfReader(io.BytesIO(content)).pages) >= 1  # every PDF opens
+        assert check_seal(content).outcome == "intact", row["File"]
+    with app.app_context():
+        sealed_sha = db.session.get(Envelope, signed_id).sealed_sha256
+    sealed_row = next(r for r in rows if r["Kind"] == "sealed_pdf")
+    assert sealed_row["SHA-256"] == sealed_sha
+
+    exported = audit_events(app, "records.exported")
+    assert len(exported) == 1
+    data = exported[0].data
+    assert data["kind"] == "hold_zip" and data["rows"] == 2
+    assert exported[0].actor_id == str(officer.id)
+    again = portal.post(hold_url + "/export")
+    zipped = again.get_data()
+    again.close()
+    second = audit_events(app, "records.exported")[-1].data
+    assert second["sha256"] == hashlib.sha256(zipped).hexdigest()
+
+
+def test_a_big_hold_is_zipped_by_a_job_with_progress(app, sent, signed_in, monkeypatch):  # noqa: F811
+    first, _, _ = sent()
+    second, _, _ = send_refund(app, "zoe@example.com")
+    monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
+    portal, _ = signed_in("compliance")
+    done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
+                  email="zoe@example.com")  # fmt: skip
+    hold_url = done.headers["Location"]
+    started = portal.post(hold_url + "/export", follow_redirects=True)
+    page = started.get_data(as_text=True)
+    assert "The ZIP is being built" in page
+    # jobs run inline in the tests: it is ready by now
+    link = re.search(r'href="(/records/holds/\d+/exports/\d+\.zip)"', page)
+    assert link, page
+    response = portal.client.get(link.group(1))
+    zipped = response.get_data()
+    bundle = _zip_from(response)
+    rows = _manifest(bundle)
+    assert {int(r["Envelope id"]) for r in rows} == {first, second}
+    event = audit_events(app, "records.exported")[-1]
+    assert event.data["kind"] == "hold_zip" and event.data["rows"] == 2
+    assert event.data["sha256"] == hashlib.sha256(zipped).hexdigest()
+    progress = portal.client.get(link.group(1).removesuffix(".zip")).get_data(as_text=True)
+    assert "Download the ZIP" in progress and event.data["sha256"] in progress

@@ -25,6 +25,7 @@ def upgrade():
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("scope", sa.String(length=20), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=True),
+        sa.Column("email_sha256", sa.String(length=64), nullable=True),
         sa.Column("template_id", sa.Integer(), nullable=True),
         sa.Column("placed_by_id", sa.Integer(), nullable=False),
         sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
@@ -72,8 +73,37 @@ def upgrade():
             batch_op.f("ix_legal_hold_envelope_envelope_id"), ["envelope_id"], unique=False
         )
 
+    op.create_table(
+        "hold_export",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("hold_id", sa.Integer(), nullable=False),
+        sa.Column("requested_by_id", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["hold_id"], ["legal_hold.id"], name=op.f("fk_hold_export_hold_id_legal_hold")
+        ),
+        sa.ForeignKeyConstraint(
+            ["requested_by_id"],
+            ["user_account.id"],
+            name=op.f("fk_hold_export_requested_by_id_user_account"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_hold_export")),
+    )
+    with op.batch_alter_table("hold_export", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_hold_export_hold_id"), ["hold_id"], unique=False)
+
 
 def downgrade():
+    with op.batch_alter_table("hold_export", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_hold_export_hold_id"))
+    op.drop_table("hold_export")
     with op.batch_alter_table("legal_hold_envelope", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_legal_hold_envelope_envelope_id"))
     op.drop_table("legal_hold_envelope")
