@@ -140,8 +140,11 @@ def verify_pdf(path: str) -> None:
     if not verdict.verified:
         click.echo(f"{verdict.outcome.upper()}: {verdict.message}", err=True)
         sys.exit(1)
-    assert verdict.completed_at is not None
     click.echo(f"VERIFIED: {verdict.message}")
+    if verdict.report is not None:
+        click.echo(f"  report     {verdict.report}")
+        return
+    assert verdict.completed_at is not None
     click.echo(f"  envelope   {verdict.envelope_id}")
     click.echo(f"  completed  {verdict.completed_at:%Y-%m-%d %H:%M:%S} UTC")
     for name, masked in verdict.signers:

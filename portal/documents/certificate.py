@@ -1464,20 +1464,21 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def render_certificate(data: CertificateData) -> bytes:
-    """The certificate (or audit report, or interim report) as PDF bytes (A4).
-
-    Same input, same bytes (the PDF is written with reportlab's ``invariant`` mode).
-    """
-    data = _printable(data)
-    look = _look()
-    fonts = look.fonts
-    heading = _heading_for(data)
-    envelope_id = _clean(data.envelope_id)
+def a4_document(
+    buffer: io.BytesIO,
+    *,
+    heading: str,
+    title: str,
+    subject: str,
+    organisation: str,
+    interim: bool = False,
+) -> tuple[BaseDocTemplate, float]:
+    """An A4 document in the certificate's look (the organisation and ``heading`` at the top
+    of each page, the interim band if asked) and the width of its text frame; build it with
+    ``canvasmaker`` a ``_NumberedCanvas`` for the "page N of M" footer. Same input, same
+    bytes (reportlab's ``invariant`` mode). The compliance report uses it too."""
     width, height = PAGE_SIZE
-    top = HEADER_ROOM + (INTERIM_ROOM if data.interim else 0)
-
-    buffer = io.BytesIO()
+    top = HEADER_ROOM + (INTERIM_ROOM if interim else 0)
     doc = BaseDocTemplate(
         buffer,
         pagesize=PAGE_SIZE,
@@ -1485,9 +1486,9 @@ def render_certificate(data: CertificateData) -> bytes:
         rightMargin=MARGIN_X,
         topMargin=top,
         bottomMargin=FOOTER_ROOM,
-        title=f"{heading} — {envelope_id}",
-        subject=_clean(data.title),
-        author=_clean(data.organisation),
+        title=title,
+        subject=subject,
+        author=_clean(organisation),
         creator="Signing portal",
         displayDocTitle=True,
         lang="en",
@@ -1504,10 +1505,29 @@ def render_certificate(data: CertificateData) -> bytes:
         bottomPadding=0,
         id="certificate",
     )
-    header = _PageHeader(data.organisation, heading, data.interim, fonts)
+    header = _PageHeader(organisation, heading, interim, _look().fonts)
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=header)])
+    return doc, float(frame._width)
 
-    inner = frame._width
+
+def render_certificate(data: CertificateData) -> bytes:
+    """The certificate (or audit report, or interim report) as PDF bytes (A4).
+
+    Same input, same bytes (the PDF is written with reportlab's ``invariant`` mode).
+    """
+    data = _printable(data)
+    fonts = _look().fonts
+    heading = _heading_for(data)
+    envelope_id = _clean(data.envelope_id)
+    buffer = io.BytesIO()
+    doc, inner = a4_document(
+        buffer,
+        heading=heading,
+        title=f"{heading} — {envelope_id}",
+        subject=_clean(data.title),
+        organisation=data.organisation,
+        interim=data.interim,
+    )
     story: list[Flowable] = []
     story += _title_block(data, heading, inner)
     story += _integrity(data, inner)

@@ -10,8 +10,10 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from portal import clock, exports, web
+from portal import clock, exports, storage, web
 from portal.accounts.access import can_see_team, roles_required, sees_all_teams
+from portal.accounts.models import Role
+from portal.documents.pages import image_type
 from portal.envelopes import (
     checks,
     console,
@@ -21,6 +23,7 @@ from portal.envelopes import (
     idempotency,
     sealing,
     timeline,
+    viewing,
 )
 from portal.envelopes import operations as ops
 from portal.envelopes.models import Envelope, Recipient
@@ -232,7 +235,7 @@ def envelope(public_id: str) -> str:
     what the agent can do."""
     envelope = _envelope_or_404(public_id)
     events, comments = timeline.story(envelope)
-    return render_template(
+    page = render_template(
         "envelopes/envelope.html",
         envelope=envelope,
         deliveries={r.id: ops.delivery(r) for r in envelope.recipients},
@@ -241,7 +244,41 @@ def envelope(public_id: str) -> str:
         comments=comments,
         filled=timeline.filled(envelope),
         remind_every=ops.REMIND_NOW_EVERY,
+        sees_access=current_user.has_role(Role.COMPLIANCE, Role.ADMIN),
     )
+    viewing.record_view(envelope, "page", current_user)
+    return page
+
+
+@bp.route("/envelopes/<public_id>/document.pdf")
+@roles_required()
+def original_document(public_id: str) -> Any:
+    """The document exactly as sent (its SHA-256 is in the audit trail); each look recorded."""
+    envelope = _envelope_or_404(public_id)
+    content = storage.get(envelope.document_blob_id)
+    name = sealing.download_name(envelope, "as-sent")
+    viewing.record_view(envelope, "original", current_user)
+    response = web.pdf_response(content, name, download=False)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.route("/envelopes/<public_id>/pages/<int:number>.png")
+@roles_required()
+def page_image(public_id: str, number: int) -> Response:
+    """A page of the document as sent; one staff member's looks at an envelope's pages within
+    ``viewing.IMAGE_WINDOW`` are recorded as one view."""
+    envelope = _envelope_or_404(public_id)
+    pages = envelope.pages or []
+    if not 1 <= number <= len(pages) or not pages[number - 1].get("image_blob_id"):
+        abort(404)
+    page = pages[number - 1]
+    content = storage.get(str(page["image_blob_id"]))
+    mimetype = image_type(page)
+    viewing.record_view(envelope, "page_image", current_user, once_within=viewing.IMAGE_WINDOW)
+    response = Response(content, mimetype=mimetype)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.route("/envelopes/<public_id>/filled.pdf")
@@ -377,8 +414,14 @@ def sealed_document(public_id: str) -> Any:
 def audit_report(public_id: str) -> Any:
     """The certificate of completion alone, naming the sealed file's SHA-256 (interim before)."""
     envelope = _envelope_or_404(public_id)
-    content = sealing.record_download(
-        envelope, "envelope.report_downloaded", current_user, "report"
-    )
     suffix = "audit-report" if envelope.status == "completed" else "interim-report"
-    return web.pdf_response(content, sealing.download_name(envelope, suffix))
+    name = sealing.download_name(envelope, suffix)
+    try:
+        content = sealing.record_download(
+            envelope, "envelope.report_downloaded", current_user, "report"
+        )
+    except sealing.SealingError as exc:  # the report is sealed: a certificate problem
+        db.session.rollback()
+        flash(f"The audit report could not be sealed: {exc}", "error")
+        return redirect(url_for("console.envelope", public_id=public_id))
+    return web.pdf_response(content, name)

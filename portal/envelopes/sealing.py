@@ -12,6 +12,7 @@ again for envelopes still unsealed ``SEAL_SWEEP_MINUTES`` after the last request
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -37,7 +38,7 @@ from portal.documents.geometry import Rect
 from portal.documents.inspect import PageBox
 from portal.documents.seal import SealingCertError, SealingError, seal_pdf
 from portal.documents.stamp import Stamp, stamp_pdf
-from portal.envelopes import disclosure
+from portal.envelopes import disclosure, viewing
 from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
 
@@ -485,6 +486,40 @@ def signer_copy_available(recipient: Recipient) -> bool:
     return recipient.kind in ("signer", "cc") and clock.utcnow() <= until
 
 
+# Reports (the audit report of an envelope, the records centre's compliance report) are sealed
+# like the signed documents, in a signature field of their own: the verify page tells them
+# from sealed documents by it, and names the report by the seal's reason (both covered by the
+# seal, so only the portal's key can have written them).
+REPORT_SEAL_FIELD = "PortalReportSeal"
+# Staff views of an envelope are access, not its story: they stay out of its reports' timeline.
+_ACCESS_ONLY = frozenset({viewing.LABEL, viewing.EVENT})
+
+
+def seal_report(pdf: bytes, reason: str) -> bytes:
+    """``pdf`` sealed with the portal's seal (``reason``: plain ASCII naming the report).
+
+    In a request that reads first, the sealing identity is looked up in a short writing
+    transaction of its own (the first seal of a new installation makes the certificate);
+    the sealing itself holds no lock. Raises ``SealingError`` / ``SealingCertError``.
+    """
+    restarted = write_lock()
+    identity = keystore.identity()
+    if restarted:
+        db.session.commit()
+    tsa_url = str(current_app.config.get("SEAL_TSA_URL") or "") or None
+    return seal_pdf(pdf, identity, field_name=REPORT_SEAL_FIELD, reason=reason, tsa_url=tsa_url)
+
+
+def audit_report(envelope: Envelope) -> bytes:
+    """The envelope's audit report (interim before completion), sealed."""
+    facts = evidence(envelope, sealed_sha256=envelope.sealed_sha256)
+    facts = dataclasses.replace(
+        facts, timeline=[e for e in facts.timeline if e.event not in _ACCESS_ONLY]
+    )
+    kind = "Audit report" if envelope.status == "completed" else "Interim audit report"
+    return seal_report(render_certificate(facts), f"{kind} of envelope {envelope.public_id}")
+
+
 def record_download(envelope: Envelope, event: str, actor: Any, what: str) -> bytes:
     """The bytes of a sealed copy or report, with the view recorded ("who viewed records")."""
     if what == "document":
@@ -493,8 +528,9 @@ def record_download(envelope: Envelope, event: str, actor: Any, what: str) -> by
         content = storage.get(envelope.sealed_blob_id)
         data: dict[str, Any] = {"sealed_sha256": envelope.sealed_sha256}
     else:
-        content = render_certificate(evidence(envelope, sealed_sha256=envelope.sealed_sha256))
-        data = {"interim": envelope.status != "completed"}
+        interim = envelope.status != "completed"
+        content = audit_report(envelope)
+        data = {"interim": interim, "sha256": hashlib.sha256(content).hexdigest()}
     # Read and rendered without locking; the lock only for the event (it says what was sent).
     write_lock()
     audit.record(event, actor=actor, subject=envelope, data=data)

@@ -16,7 +16,7 @@ from portal.accounts.models import User
 from portal.documents import sandbox
 from portal.documents.inspect import PageBox
 from portal.documents.stamp import stamp_pdf
-from portal.envelopes import sealing
+from portal.envelopes import sealing, viewing
 from portal.envelopes.checks import EnvelopeError
 from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
@@ -128,6 +128,8 @@ def comments(envelope: Envelope, events: list[audit.AuditEvent]) -> list[Comment
 def story(envelope: Envelope) -> tuple[list[Entry], list[Comment]]:
     """The timeline and the approvers' comments, from one read of the audit chain."""
     events = sealing.envelope_events(envelope)
+    # Staff views are in the page's "Who accessed" section, not in the envelope's story.
+    events = [e for e in events if e.event != viewing.EVENT]
     return entries(envelope, events), comments(envelope, events)
 
 

@@ -5,7 +5,10 @@ intact over the whole file), ``modified`` (it carries one of the portal's seals,
 its sealed envelopes, but the bytes changed or something was appended after the seal), or
 ``unknown`` (not a document sealed here). ``unreadable`` is for uploads that are not PDFs.
 A verified answer names the envelope, its completion time and its signers with masked emails,
-nothing more; the other answers name nothing.
+nothing more; the other answers name nothing. Reports the portal sealed (audit reports,
+compliance reports: ``sealing.seal_report``) are verified by their seal alone, intact over
+the whole file and made with one of the portal's certificates in the report's own seal field,
+and named by the seal's reason.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from portal.documents import keystore, sandbox
 from portal.documents.inspect import declared_size_problem
 from portal.documents.seal import SealCheck, check_seal
 from portal.envelopes.models import Envelope
+from portal.envelopes.sealing import REPORT_SEAL_FIELD
 from portal.extensions import db
 from portal.mail import mask_address
 
@@ -34,6 +38,7 @@ _HUGE_SIGNATURE = re.compile(rb"/Contents\s*<[0-9A-Fa-f\s]{%d}" % MAX_SEAL_HEX)
 # The public page's checks get less than an upload's: a sealed file checks in milliseconds.
 CHECK_CPU_SECONDS = 5.0
 CHECK_MEMORY_MB = 512
+_REPORT_REASON = re.compile(rb"/Reason\s*\(([ -'*-~]{1,200})\)")
 Outcome = Literal["verified", "modified", "unknown", "unreadable"]
 # The sealed file names its envelope in its info dictionary and in the seal's reason.
 _MARKERS = (
@@ -52,6 +57,7 @@ class Verdict:
     completed_at: datetime | None = None
     sealed_at: datetime | None = None
     signers: list[tuple[str, str]] = field(default_factory=list)  # (name, masked email)
+    report: str | None = None  # a report the portal sealed: what it is (its seal's reason)
 
     @property
     def verified(self) -> bool:
@@ -118,6 +124,18 @@ def verify_pdf(data: bytes) -> Verdict:
                 if r.kind in ("signer", "approver")
             ],
         )
+    if (
+        recorded is None
+        and check.outcome == "intact"
+        and check.field_name == REPORT_SEAL_FIELD
+        and check.signer_fingerprint in ours
+    ):
+        return Verdict(
+            "verified",
+            _("A report sealed by this portal, unchanged since."),
+            sealed_at=check.signed_at,
+            report=_report_name(data),
+        )
     if recorded is not None:
         return _modified()
     if check.signer_fingerprint is not None and check.signer_fingerprint in ours:
@@ -129,6 +147,12 @@ def verify_pdf(data: bytes) -> Verdict:
             "unreadable", _("This PDF is damaged and cannot be read, so it cannot be verified.")
         )
     return _not_ours()
+
+
+def _report_name(data: bytes) -> str:
+    """What a sealed report is, from its seal's reason (written by ``sealing.seal_report``)."""
+    match = _REPORT_REASON.search(data)
+    return match.group(1).decode("ascii") if match else _("Report")
 
 
 def _not_ours() -> Verdict:
