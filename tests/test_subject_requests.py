@@ -1,0 +1,190 @@
+"""Data-subject requests: what is held about one customer email, the export of it all, and
+erasure of what no retention period or hold protects (with the reasons for the rest)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal import clock
+from portal.documents.seal import check_seal
+from portal.envelopes import operations as envelopes
+from portal.envelopes.models import Envelope, Recipient
+from portal.extensions import db
+from portal.records import holds
+from tests.conftest import audit_events, demo_agent
+from tests.test_holds import send_refund
+from tests.test_sealing import _sign
+from tests.test_signing import sent  # noqa: F401
+
+ZOE_SHA = hashlib.sha256(b"zoe@example.com").hexdigest()
+
+
+def _lookup(portal, email: str):
+    return portal.post("/records/subject", {"email": email})
+
+
+def test_the_page_shows_what_is_held_about_one_email_whatever_its_case(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+):
+    mine, _, _ = sent()
+    upper, _, _ = send_refund(app, "ZOE@example.COM")
+    other, _, _ = send_refund(app, "someone@example.com", name="Someone Else")
+    portal, _ = signed_in("compliance")
+    assert "Customer email" in portal.client.get("/records/subject").get_data(as_text=True)
+    page = _lookup(portal, "Zoe@Example.com").get_data(as_text=True)
+    assert '<span id="held-count">2</span>' in page
+    assert f'data-envelope="{mine}"' in page and f'data-envelope="{upper}"' in page
+    assert f'data-envelope="{other}"' not in page
+    assert "It has not ended yet." in page  # what erasure would do with each
+
+
+def test_bad_input_and_agents(app, signed_in, make_staff):
+    portal, _ = signed_in("compliance")
+    for value, message in (
+        ("", "Enter the customer&#39;s email."),
+        ("not-an-email", "The email is not valid"),
+        ("x" * 1_000_000 + "@example.com", "longer than"),
+    ):
+        response = _lookup(portal, value)
+        assert response.status_code == 422
+        assert message in response.get_data(as_text=True)
+    refused = portal.post("/records/subject/erase", {"email": "zoe@example.com", "reference": ""})
+    assert refused.status_code == 422
+    assert "The reason or request reference is required." in refused.get_data(as_text=True)
+    assert audit_events(app, "subject.erasure_requested") == []
+    bad_export = portal.post("/records/subject/export", {"email": "nope"})
+    assert bad_export.status_code == 422
+
+    agent = make_staff("agent")
+    client = app.test_client()
+    from tests.conftest import Portal
+
+    other = Portal(app, client)
+    other.sign_in(agent)
+    assert other.client.get("/records/subject").status_code == 403
+    for url in ("/records/subject", "/records/subject/export", "/records/subject/erase"):
+        assert other.post(url, {"email": "zoe@example.com", "reference": "x"}).status_code == 403
+
+
+def test_export_holds_their_sealed_documents_data_and_events(app, sent, signed_in):  # noqa: F811
+    signed_id, public_id, link = sent()
+    _sign(app, link, public_id)
+    waiting, _, _ = send_refund(app, "zoe@example.com")
+    send_refund(app, "other@example.com", name="Other Person")
+    portal, officer = signed_in("compliance")
+
+    response = portal.post("/records/subject/export", {"email": "ZOE@example.com"})
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    content = response.get_data()
+    response.close()
+    bundle = zipfile.ZipFile(io.BytesIO(content))
+    manifest = list(csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode("utf-8-sig"))))
+    assert sorted(bundle.namelist()) == sorted([r["File"] for r in manifest] + ["manifest.csv"])
+    for row in manifest:
+        assert hashlib.sha256(bundle.read(row["File"])).hexdigest() == row["SHA-256"]
+    documents = [r for r in manifest if r["Kind"] == "sealed_pdf"]
+    assert [int(r["Envelope id"]) for r in documents] == [signed_id]
+    assert check_seal(bundle.read(documents[0]["File"])).outcome == "intact"
+
+    data = json.loads(bundle.read("data.json"))
+    assert data["email"] == "zoe@example.com"
+    by_id = {e["id"]: e for e in data["envelopes"]}
+    assert set(by_id) == {signed_id, waiting}
+    signed = by_id[signed_id]
+    assert signed["status"] == "completed"
+    assert signed["recipients"][0]["name"] == "Zoë Łukasiewicz"
+    assert signed["recipients"][0]["values"], "the values they entered"
+    assert "recipient.signed" in [e["event"] for e in signed["events"]]
+    assert all(e["ip"] for e in signed["events"] if e["event"] == "recipient.signed")
+
+    people = list(csv.DictReader(io.StringIO(bundle.read("data.csv").decode("utf-8-sig"))))
+    assert sorted(int(p["Envelope id"]) for p in people) == sorted([signed_id, waiting])
+    assert {p["Email"] for p in people} == {"zoe@example.com"}
+    events = list(csv.DictReader(io.StringIO(bundle.read("events.csv").decode("utf-8-sig"))))
+    assert "Signed" in [e["Event"] for e in events]
+    assert "Other Person" not in bundle.read("data.json").decode()
+
+    recorded = audit_events(app, "subject.exported")
+    assert len(recorded) == 1
+    assert recorded[0].actor_id == str(officer.id)
+    assert recorded[0].data["email_sha256"] == ZOE_SHA
+    assert recorded[0].data["envelopes"] == 2
+    assert recorded[0].data["sha256"] == hashlib.sha256(content).hexdigest()
+    assert "zoe@example.com" not in recorded[0].data_json.lower()
+
+
+def _end(app, envelope_id: int, *, retained_days: int) -> None:
+    """Void the envelope and give it a retention date ``retained_days`` from now."""
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        envelopes.void(envelope, "Customer asked", by=demo_agent())
+        envelope = db.session.get(Envelope, envelope_id)
+        envelope.retention_until = clock.utcnow() + timedelta(days=retained_days)
+        db.session.commit()
+
+
+def test_erasure_purges_only_what_nothing_protects_and_says_why_the_rest_is_kept(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+):
+    due, _, _ = sent()
+    held, _, _ = send_refund(app, "Zoe@example.com")
+    kept, _, _ = send_refund(app, "zoe@example.com")
+    open_, _, _ = send_refund(app, "zoe@example.com")
+    stranger, _, _ = send_refund(app, "stranger@example.com", name="Stranger")
+    _end(app, due, retained_days=-1)
+    _end(app, held, retained_days=-1)
+    _end(app, kept, retained_days=400)
+    _end(app, stranger, retained_days=-1)
+    portal, officer = signed_in("compliance")
+    placed = portal.post(
+        "/records/holds/new",
+        {"name": "Audit 2026", "case_ref": "A-1", "reason": "Regulator", "scope": "envelopes",
+         "envelope": [str(held)]},
+    )  # fmt: skip
+    assert placed.status_code == 303
+
+    response = portal.post(
+        "/records/subject/erase", {"email": "zoe@example.com", "reference": "DSR-77"}
+    )
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Erasure done: 1 purged, 3 kept" in page
+    until = (clock.utcnow() + timedelta(days=400)).strftime("%Y-%m-%d")
+    assert "On legal hold: Audit 2026." in page
+    assert f"Kept until {until}" in page
+    assert "It has not ended yet." in page
+    assert '<span id="held-count">3</span>' in page  # what is left about them
+
+    with app.app_context():
+        purged = db.session.get(Envelope, due)
+        assert purged.purged_at is not None
+        people = db.session.scalars(select(Recipient).where(Recipient.envelope_id == due)).all()
+        assert all(p.email == "" and "Zoë" not in p.name for p in people)
+        for other in (held, kept, open_, stranger):
+            assert db.session.get(Envelope, other).purged_at is None, other
+        assert holds.hold_reasons([held]) == {held: ["Audit 2026"]}
+
+    assert [e.subject_id for e in audit_events(app, "envelope.purged")] == [str(due)]
+    requested = audit_events(app, "subject.erasure_requested")
+    assert len(requested) == 1
+    event = requested[0]
+    assert event.actor_id == str(officer.id)
+    assert event.data["email_sha256"] == ZOE_SHA and event.data["reference"] == "DSR-77"
+    assert event.data["purged"] == 1 and event.data["kept"] == 3
+    outcome = {o["envelope"]: o for o in event.data["envelopes"]}
+    assert outcome[due]["purged"] is True
+    assert outcome[held]["kept_because"] == "On legal hold: Audit 2026."
+    assert outcome[kept]["kept_until"].startswith(until)
+    assert outcome[open_]["kept_because"] == "It has not ended yet."
+    assert "zoe@example.com" not in event.data_json.lower()
