@@ -307,3 +307,18 @@ def test_a_big_hold_is_zipped_by_a_job_with_progress(app, sent, signed_in, monke
     assert event.data["sha256"] == hashlib.sha256(zipped).hexdigest()
     progress = portal.client.get(link.group(1).removesuffix(".zip")).get_data(as_text=True)
     assert "Download the ZIP" in progress and event.data["sha256"] in progress
+
+
+def test_the_search_on_the_hold_form_names_bad_filters(app, signed_in):
+    portal, _ = signed_in("compliance")
+    response = portal.client.get(
+        "/records/holds/new?q=" + "a" * 1_000_000 + "&sent_from=2026-13-45&status=nonsense"
+    )
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "Sent from must be a date such as 2026-12-31; it was left out." in text
+    page = portal.client.get("/records/holds/new?q=x&sent_from=2026-13-45&sent_to=yesterday")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "Sent to must be a date such as 2026-12-31; it was left out." in text
+    assert "No envelopes match." in text
