@@ -21,6 +21,7 @@ from portal.documents import keystore, seal
 from portal.envelopes import bounces, verify
 from portal.extensions import db
 from portal.library import demo
+from portal.records import retention
 
 group = AppGroup("portal", help="Operate the signing portal.")
 
@@ -62,6 +63,8 @@ def seed_demo() -> None:
         if not admin.email_taken(email):
             admin.create_user(email, name, role, team, by="seed-demo", password=password)
     users = {u.role: u for u in db.session.query(User).filter(User.email.like("%@demo.example"))}
+    retention.ensure_default_policy()  # (migration 0014 made it, unless removed since)
+    db.session.commit()
     for name in demo.seed(team, author=users["admin"], reviewer=users["compliance"]):
         click.echo(f"Added the approved template {name!r}.")
     click.echo("Demo sign-ins (you set up an authenticator app at first sign-in):")
@@ -102,10 +105,23 @@ def verify_audit() -> None:
 
 
 @group.command("tick")
-def tick() -> None:
+@click.option("--now", "moment", envvar="PORTAL_NOW", default=None, metavar="WHEN",
+              help="Run as if it were WHEN (2033-12-05T00:00:00Z); not in production.")  # fmt: skip
+def tick(moment: str | None) -> None:
     """Run every periodic task once (reminders, expiry, retention, sweepers)."""
-    for name, outcome in jobs.run_periodic().items():
-        click.echo(f"{name}: {outcome}")
+    if moment:
+        if current_app.config.get("PRODUCTION"):
+            raise click.ClickException("--now (PORTAL_NOW) moves the clock: not in production.")
+        try:
+            clock.travel_to(clock.parse_moment(moment))
+        except clock.ClockError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"Clock moved to {clock.utcnow():%Y-%m-%d %H:%M:%S} UTC for this run.")
+    try:
+        for name, outcome in jobs.run_periodic().items():
+            click.echo(f"{name}: {outcome}")
+    finally:
+        clock.reset()
 
 
 @group.command("rotate-data-key")

@@ -241,6 +241,7 @@ class ChunkCreator:
         envelope = {
             "public_id": uuid.uuid4().hex,
             "template_version_id": self.version.id,
+            "retention_policy_id": self.version.retention_policy_id,  # (None: the default)
             "team_id": self.team_id,
             "created_by_id": self.by.id,
             "title": self.title,

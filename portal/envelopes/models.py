@@ -97,7 +97,8 @@ class Envelope(Model):
     ticket_url: Mapped[str | None] = mapped_column(String(500))
     routing: Mapped[str] = mapped_column(String(20), default="sequential")
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    document_blob_id: Mapped[str] = mapped_column(ForeignKey("blob.id"))
+    # NULL only once a retention purge deleted the document (``purged_at`` is set then).
+    document_blob_id: Mapped[str] = mapped_column(ForeignKey("blob.id"), nullable=True)
     original_sha256: Mapped[str] = mapped_column(String(64))
     page_count: Mapped[int] = mapped_column(Integer)
     # Page geometry and rendered images of the document as sent (see library pages).
@@ -126,6 +127,13 @@ class Envelope(Model):
     # Lower-cased title, ticket, merge values and recipients, kept by ``refresh_search_text``
     # (see ``portal.envelopes.search``).
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Retention (``portal.records.retention``): the policy it was sent with, the date its
+    # period ends (set when its clock starts) and, once purged, when and what was purged
+    # (``both``, ``purge_documents`` or ``anonymise``): the row is a tombstone from then on.
+    retention_policy_id: Mapped[int | None] = mapped_column(ForeignKey("retention_policy.id"))
+    retention_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purge_action: Mapped[str | None] = mapped_column(String(20))
 
     version: Mapped[TemplateVersion] = relationship()
     team: Mapped[Team | None] = relationship()
@@ -133,6 +141,7 @@ class Envelope(Model):
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="envelope", order_by="Recipient.order, Recipient.id"
     )
+    retention_policy: Mapped[Any] = relationship("RetentionPolicy")  # (records, by name)
 
     @property
     def audit_ref(self) -> tuple[str, str, str]:

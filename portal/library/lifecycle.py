@@ -112,6 +112,7 @@ def new_draft(template: Template, by: User) -> TemplateVersion:
         roles=[dict(r) for r in latest.roles],
         settings=dict(latest.settings),
         images_status=latest.images_status,
+        retention_policy_id=latest.retention_policy_id,
         created_by_id=by.id,
     )
     db.session.add(draft)

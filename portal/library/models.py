@@ -179,6 +179,9 @@ class TemplateVersion(Model):
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_comment: Mapped[str | None] = mapped_column(Text)
+    # The retention policy its envelopes are kept under (``portal.records.retention``; the
+    # default policy when none is named).
+    retention_policy_id: Mapped[int | None] = mapped_column(ForeignKey("retention_policy.id"))
 
     template: Mapped[Template] = relationship(back_populates="versions")
     fields: Mapped[list[Field]] = relationship(
