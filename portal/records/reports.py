@@ -85,9 +85,9 @@ COUNTED = (
 _EXPORT_KINDS = {
     "compliance_report": "Compliance reports (PDF)",
     "access_report": "Staff access reports (CSV)",
-    "audit_events": "Audit events (CSV)",
+    "audit": "Audit events (CSV)",
     "envelopes": "Envelopes (CSV)",
-    "hold": "Legal hold exports (ZIP)",
+    "hold_zip": "Legal hold exports (ZIP)",
 }
 
 audit.add_labels({EXPORTED: "Records exported"})
