@@ -322,3 +322,53 @@ def test_the_search_on_the_hold_form_names_bad_filters(app, signed_in):
     text = page.get_data(as_text=True)
     assert "Sent to must be a date such as 2026-12-31; it was left out." in text
     assert "No envelopes match." in text
+
+
+def test_built_zips_are_deleted_after_a_day(app, sent, signed_in, monkeypatch):  # noqa: F811
+    from datetime import timedelta
+
+    from portal import clock
+
+    sent()
+    send_refund(app, "zoe@example.com")
+    monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
+    portal, _ = signed_in("compliance")
+    done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
+                  email="zoe@example.com")  # fmt: skip
+    page = portal.post(done.headers["Location"] + "/export", follow_redirects=True)
+    link = re.search(r'href="(/records/holds/\d+/exports/\d+\.zip)"', page.get_data(as_text=True))
+    assert link
+    with app.app_context():
+        export = db.session.scalars(db.select(holds.HoldExport)).one()
+        path = holds.export_path(export)
+        assert path.exists()
+        assert holds.sweep_exports() == "0 deleted"
+        export.finished_at = clock.utcnow() - timedelta(hours=25)
+        db.session.commit()
+        assert holds.sweep_exports() == "1 deleted"
+        assert not path.exists()
+    gone = portal.client.get(link.group(1), follow_redirects=True)
+    assert "That ZIP is not available (any more); export it again." in gone.get_data(as_text=True)
+
+
+def test_a_zip_job_that_fails_says_why_and_leaves_no_file(app, sent, signed_in, monkeypatch):  # noqa: F811
+    from portal.envelopes import sealing
+
+    sent()
+    send_refund(app, "zoe@example.com")
+    monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
+
+    def broken(_envelope):
+        raise RuntimeError("The sealing certificate has expired.")
+
+    monkeypatch.setattr(sealing, "audit_report", broken)
+    portal, _ = signed_in("compliance")
+    done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
+                  email="zoe@example.com")  # fmt: skip
+    page = portal.post(done.headers["Location"] + "/export", follow_redirects=True)
+    text = page.get_data(as_text=True)
+    assert "The ZIP could not be built: The sealing certificate has expired." in text
+    assert "Download the ZIP" not in text
+    with app.app_context():
+        assert list(holds.export_dir().glob("hold-*")) == []
+    assert audit_events(app, "records.exported") == []

@@ -422,6 +422,16 @@ class Bundle:
         for line in self._rows:
             yield json.loads(line)
 
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:  # a failed export: let go of the files (the caller deletes the partial ZIP)
+            self._zip.close()
+            self._rows.close()
+
     def close(self) -> None:
         with self._zip.open(MANIFEST_NAME, "w", force_zip64=True) as manifest:
             for chunk in exports.csv_stream(MANIFEST_HEADER, self._manifest()):
@@ -484,16 +494,15 @@ def write_hold_zip(
 ) -> int:
     """Write the hold's ZIP (sealed PDFs, sealed audit reports, manifest) into ``out``;
     returns how many envelopes it holds. ``progress`` is told the count after each batch."""
-    bundle = Bundle(out)
     count = 0
-    for ids in id_batches(covered(hold)):
-        for envelope in envelopes_by_id(ids):
-            add_envelope(bundle, envelope)
-            count += 1
-        db.session.rollback()  # end the batch's read; nothing was changed
-        if progress is not None:
-            progress(count)
-    bundle.close()
+    with Bundle(out) as bundle:
+        for ids in id_batches(covered(hold)):
+            for envelope in envelopes_by_id(ids):
+                add_envelope(bundle, envelope)
+                count += 1
+            db.session.rollback()  # end the batch's read; nothing was changed
+            if progress is not None:
+                progress(count)
     return count
 
 

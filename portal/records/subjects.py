@@ -158,6 +158,32 @@ def _event_row(item: audit.Revealed) -> list[Any]:
             item.user_agent, data]  # fmt: skip
 
 
+def _envelope_data(
+    envelope: Envelope,
+    theirs: list[Recipient],
+    values: dict[int, list[dict[str, Any]]],
+    reasons: dict[int, list[str]],
+    revealed: list[audit.Revealed],
+) -> dict[str, Any]:
+    """One envelope in ``data.json``: its facts, their rows and values, their events."""
+    return {
+        "id": envelope.id, "public_id": envelope.public_id, "document": envelope.title,
+        "status": envelope.status, "created_at": _time(envelope.created_at),
+        "sent_at": _time(envelope.sent_at), "finished_at": _time(envelope.finished_at),
+        "sealed_sha256": envelope.sealed_sha256,
+        "retention_until": _time(envelope.retention_until),
+        "holds": reasons.get(envelope.id, []),
+        "merge_data": envelope.merge_data,
+        "recipients": [{**_recipient_data(r), "values": values.get(r.id, [])} for r in theirs],
+        "events": [
+            {"seq": i.event.seq, "time": i.event.occurred_at, "event": i.event.event,
+             "label": audit.label(i.event.event), "ip": i.ip, "user_agent": i.user_agent,
+             "data": None if i.erased else i.data, "erased": i.erased}
+            for i in revealed
+        ],
+    }  # fmt: skip
+
+
 @dataclass
 class _Collected:
     envelopes: list[dict[str, Any]] = field(default_factory=list)
@@ -168,53 +194,37 @@ class _Collected:
 def write_export(email: str, out: Any) -> int:
     """Write the customer's ZIP into ``out``: their sealed documents, ``data.json``,
     ``data.csv`` (their recipient rows) and ``events.csv``; returns how many envelopes."""
-    bundle = holds.Bundle(out)
-    collected = _Collected()
-    for ids in holds.id_batches(holds.envelopes_of_email(email), size=50):
-        envelopes = holds.envelopes_by_id(ids)
-        reasons = holds.hold_reasons(ids)
-        mine = {e.id: _theirs(e, email) for e in envelopes}
-        values = _values([r.id for rs in mine.values() for r in rs])
-        for envelope in envelopes:
-            theirs = mine[envelope.id]
-            revealed = _events(theirs)
-            collected.envelopes.append({
-                "id": envelope.id, "public_id": envelope.public_id, "document": envelope.title,
-                "status": envelope.status, "created_at": _time(envelope.created_at),
-                "sent_at": _time(envelope.sent_at), "finished_at": _time(envelope.finished_at),
-                "sealed_sha256": envelope.sealed_sha256,
-                "retention_until": _time(envelope.retention_until),
-                "holds": reasons.get(envelope.id, []),
-                "merge_data": envelope.merge_data,
-                "recipients": [
-                    {**_recipient_data(r), "values": values.get(r.id, [])} for r in theirs
-                ],
-                "events": [
-                    {"seq": i.event.seq, "time": i.event.occurred_at, "event": i.event.event,
-                     "label": audit.label(i.event.event), "ip": i.ip, "user_agent": i.user_agent,
-                     "data": None if i.erased else i.data, "erased": i.erased}
-                    for i in revealed
-                ],
-            })  # fmt: skip
-            collected.recipient_rows.extend(_recipient_row(envelope, r) for r in theirs)
-            collected.event_rows.extend(_event_row(i) for i in revealed)
-            if envelope.seal_status == "sealed" and envelope.sealed_blob_id:
-                bundle.add(
-                    f"documents/{envelope.id}-{envelope.public_id}-signed.pdf",
-                    storage.get(envelope.sealed_blob_id),
-                    envelope_id=envelope.id,
-                    kind="sealed_pdf",
+    with holds.Bundle(out) as bundle:
+        collected = _Collected()
+        for ids in holds.id_batches(holds.envelopes_of_email(email), size=50):
+            envelopes = holds.envelopes_by_id(ids)
+            reasons = holds.hold_reasons(ids)
+            mine = {e.id: _theirs(e, email) for e in envelopes}
+            values = _values([r.id for rs in mine.values() for r in rs])
+            for envelope in envelopes:
+                theirs = mine[envelope.id]
+                revealed = _events(theirs)
+                collected.envelopes.append(
+                    _envelope_data(envelope, theirs, values, reasons, revealed)
                 )
-        db.session.rollback()  # end the batch's read
-    document = {"email": email, "generated_at": _time(clock.utcnow()),
-                "envelopes": collected.envelopes}  # fmt: skip
-    bundle.add("data.json", json.dumps(document, indent=2, ensure_ascii=False).encode(),
-               envelope_id=None, kind="data_json")  # fmt: skip
-    bundle.add("data.csv", _csv(RECIPIENT_COLUMNS, collected.recipient_rows),
-               envelope_id=None, kind="data_csv")  # fmt: skip
-    bundle.add("events.csv", _csv(EVENT_COLUMNS, collected.event_rows),
-               envelope_id=None, kind="events_csv")  # fmt: skip
-    bundle.close()
+                collected.recipient_rows.extend(_recipient_row(envelope, r) for r in theirs)
+                collected.event_rows.extend(_event_row(i) for i in revealed)
+                if envelope.seal_status == "sealed" and envelope.sealed_blob_id:
+                    bundle.add(
+                        f"documents/{envelope.id}-{envelope.public_id}-signed.pdf",
+                        storage.get(envelope.sealed_blob_id),
+                        envelope_id=envelope.id,
+                        kind="sealed_pdf",
+                    )
+            db.session.rollback()  # end the batch's read
+        document = {"email": email, "generated_at": _time(clock.utcnow()),
+                    "envelopes": collected.envelopes}  # fmt: skip
+        bundle.add("data.json", json.dumps(document, indent=2, ensure_ascii=False).encode(),
+                   envelope_id=None, kind="data_json")  # fmt: skip
+        bundle.add("data.csv", _csv(RECIPIENT_COLUMNS, collected.recipient_rows),
+                   envelope_id=None, kind="data_csv")  # fmt: skip
+        bundle.add("events.csv", _csv(EVENT_COLUMNS, collected.event_rows),
+                   envelope_id=None, kind="events_csv")  # fmt: skip
     return len(collected.envelopes)
 
 
