@@ -21,4 +21,5 @@ from portal.records import (  # noqa: E402, F401
     report_routes,
     retention_routes,
     search_routes,
+    subject_routes,
 )
