@@ -170,3 +170,40 @@ def test_bad_dates_and_agents(app, sent, signed_in, make_staff):  # noqa: F811
         f"/records/access/envelope/{public_id}",
     ):
         assert agent_portal.client.get(url).status_code == 403, url
+
+
+def test_desktop_who_accessed_loads_with_htmx_and_pages_show(
+    app,
+    sent,  # noqa: F811
+    make_staff,
+    desktop,
+):
+    from playwright.sync_api import expect
+
+    envelope_id, public_id, _link = sent()
+    assert _pages(app, envelope_id) >= 1
+    officer = make_staff("compliance")
+    desktop.sign_in(officer)
+    page = desktop.page
+    desktop.goto(f"/envelopes/{public_id}")
+    page.get_by_text("Show its").click()
+    expect(page.locator(".envelope-page-images img").first).to_be_visible()
+    loaded = "[...document.querySelectorAll('.envelope-page-images img')].every(i => i.complete)"
+    for _ in range(100):
+        if page.evaluate(loaded):
+            break
+        page.wait_for_timeout(50)
+    desktop.goto(f"/envelopes/{public_id}")  # the section now lists those views
+    page.locator("#access-heading").scroll_into_view_if_needed()  # htmx loads it when revealed
+    section = page.locator("#envelope-access")
+    expect(section.locator("tr[data-seq]").first).to_contain_text("Envelope page")
+    expect(section).to_contain_text("Page images")
+    desktop.screenshot("desktop-envelope-who-accessed.png")
+    desktop.goto("/records/report")
+    expect(page.get_by_role("button", name="Download the sealed report (PDF)")).to_be_visible()
+    desktop.screenshot("desktop-compliance-report-form.png")
+    desktop.goto(f"/records/access/{officer.id}?period=today")
+    expect(page.locator("tr[data-seq]").first).to_be_visible()
+    desktop.screenshot("desktop-staff-access.png")
+    desktop.assert_clean()
+    assert {what for _who, what in _views(app)} == {"page", "page_image"}

@@ -219,3 +219,23 @@ def test_median_time_to_complete_is_computed_by_the_database(app, sent, signed_i
     flat = re.sub(r"\s+", " ", _text(portal.client.get("/records/report.pdf?period=today").data))
     assert "Median time to complete 3 h 0 min" in flat
     assert "Completed 4" in flat and "Envelopes created 5" in flat
+
+
+def test_quick_picks_are_whole_utc_days_and_typed_dates_win():
+    from datetime import UTC, date, datetime
+
+    from portal.records.periods import Period
+
+    today = date(2026, 3, 15)
+    assert (Period.of("last_month", today).first, Period.of("last_month", today).last) == (
+        date(2026, 2, 1),
+        date(2026, 2, 28),
+    )
+    assert Period.of("this_month", today).first == date(2026, 3, 1)
+    week = Period.of("last_7_days", today)
+    assert (week.first, week.last) == (date(2026, 3, 9), today)
+    assert week.start == datetime(2026, 3, 9, tzinfo=UTC)
+    assert week.end == datetime(2026, 3, 16, tzinfo=UTC)
+    typed = Period.parse({"period": "today", "from": "2026-01-01", "to": "2026-01-31"})
+    assert typed.pick == "custom" and not typed.errors and typed.last == date(2026, 1, 31)
+    assert typed.params() == {"period": "custom", "from": "2026-01-01", "to": "2026-01-31"}

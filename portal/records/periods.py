@@ -1,7 +1,8 @@
 """A period of whole UTC days, chosen with a quick pick or typed dates (records pages).
 
 ``Period.parse`` reads ``period`` (``today``, ``last_7_days``, ``this_month``, ``last_month``,
-``custom``) and, for ``custom``, ``from`` and ``to`` (``YYYY-MM-DD``, both days included).
+``custom``) and ``from`` and ``to`` (``YYYY-MM-DD``, both days included; typed dates mean
+``custom`` whatever the pick).
 Anything else (nonsense dates, a range the wrong way round, a megabyte of text) gives a
 message for the person and the default period, never an exception.
 """
@@ -81,10 +82,9 @@ class Period:
     @classmethod
     def parse(cls, args: Mapping[str, str], default: str = DEFAULT_PICK) -> Period:
         """The period a form asked for; ``errors`` says what was wrong with it, if anything."""
-        pick = str(args.get("period") or "")
-        if not pick and (args.get("from") or args.get("to")):
-            pick = "custom"
-        pick = pick or default
+        pick = str(args.get("period") or "") or default
+        if args.get("from") or args.get("to"):
+            pick = "custom"  # dates typed: they are what the person means
         if pick not in QUICK_PICKS:
             return cls._refused(default, "Choose a period from the list.")
         if pick != "custom":
