@@ -372,3 +372,50 @@ def test_a_zip_job_that_fails_says_why_and_leaves_no_file(app, sent, signed_in, 
     with app.app_context():
         assert list(holds.export_dir().glob("hold-*")) == []
     assert audit_events(app, "records.exported") == []
+
+
+def _ended(app, envelope_id: int) -> None:
+    """Void the envelope and make its retention date yesterday (due for purge)."""
+    from datetime import timedelta
+
+    from portal import clock
+
+    with app.app_context():
+        envelopes.void(db.session.get(Envelope, envelope_id), "Ended", by=demo_agent())
+        envelope = db.session.get(Envelope, envelope_id)
+        envelope.retention_until = clock.utcnow() - timedelta(days=1)
+        db.session.commit()
+
+
+@pytest.mark.parametrize("scope", ["envelopes", "email", "template"])
+def test_a_hold_of_each_scope_blocks_purge_until_released(app, sent, signed_in, scope):  # noqa: F811
+    from portal.records.purge import PurgeRefused, purge_envelope
+
+    first, _, _ = sent()
+    portal, officer = signed_in("compliance")
+    form = {"name": f"Case {scope}", "case_ref": "C-3", "reason": "R", "scope": scope,
+            "email": "zoe@example.com", "template": str(_template_id(app, first)),
+            "envelope": [str(first)]}  # fmt: skip
+    hold_url = _place(portal, **form).headers["Location"]
+    later, _, _ = send_refund(app, "ZOE@example.com")  # sent after the hold was placed
+    covered = [first] if scope == "envelopes" else [first, later]
+    for envelope_id in (first, later):
+        _ended(app, envelope_id)
+    with app.app_context():
+        from portal.accounts.models import User
+
+        user = db.session.get(User, officer.id)
+        for envelope_id in covered:
+            with pytest.raises(PurgeRefused, match=f"On legal hold: Case {scope}."):
+                purge_envelope(db.session.get(Envelope, envelope_id), reason="test", actor=user)
+            assert db.session.get(Envelope, envelope_id).purged_at is None
+    assert audit_events(app, "envelope.purged") == []
+
+    released = portal.post(hold_url + "/release", {"reason": "Settled"})
+    assert released.status_code == 303
+    with app.app_context():
+        user = db.session.get(User, officer.id)
+        for envelope_id in covered:
+            purge_envelope(db.session.get(Envelope, envelope_id), reason="test", actor=user)
+            assert db.session.get(Envelope, envelope_id).purged_at is not None
+    assert sorted(int(e.subject_id) for e in audit_events(app, "envelope.purged")) == covered
