@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import calendar
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,9 +37,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     event,
     func,
     inspect,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -231,7 +232,7 @@ def usage() -> dict[int, tuple[int, int]]:
             select(TemplateVersion.retention_policy_id, func.count())
             .where(TemplateVersion.retention_policy_id.is_not(None))
             .group_by(TemplateVersion.retention_policy_id)
-        ).tuples()
+        ).all()
         if pid is not None
     }
     envelopes: dict[int, int] = {
@@ -240,7 +241,7 @@ def usage() -> dict[int, tuple[int, int]]:
             select(Envelope.retention_policy_id, func.count())
             .where(Envelope.retention_policy_id.is_not(None))
             .group_by(Envelope.retention_policy_id)
-        ).tuples()
+        ).all()
         if pid is not None
     }
     return {
@@ -574,7 +575,7 @@ def due(limit: int = 200) -> tuple[list[DueRow], int]:
     return rows, int(total)
 
 
-def _purge_one(envelope_id: int, now: datetime, result: SweepResult) -> None:
+def _purge_one(envelope_id: int, result: SweepResult) -> None:
     from portal.records import purge
 
     envelope = db.session.get(Envelope, envelope_id)
@@ -599,25 +600,43 @@ def sweep() -> SweepResult:
     """List what is due, purge what has waited out its review, say what was kept and why."""
     now = clock.utcnow()
     result = SweepResult()
-    result.listed = list_due(now)
-    db.session.commit()
-    ready = list(
-        db.session.execute(
-            select(RetentionReview.envelope_id)
+    while True:  # (in batches, each committed: a backlog of years is listed in one run)
+        listed = list_due(now)
+        db.session.commit()
+        result.listed += listed
+        if listed < SWEEP_BATCH:
+            break
+    after: tuple[datetime, int] | None = None
+    while True:
+        stmt = (
+            select(RetentionReview.purge_after, RetentionReview.envelope_id)
             .join(Envelope, Envelope.id == RetentionReview.envelope_id)
             .where(RetentionReview.purge_after <= now, Envelope.purged_at.is_(None))
             .order_by(RetentionReview.purge_after, RetentionReview.envelope_id)
             .limit(SWEEP_BATCH)
-        ).scalars()
-    )
-    db.session.rollback()
-    for envelope_id in ready:
-        try:
-            _purge_one(envelope_id, now, result)
-        except Exception:
-            db.session.rollback()
-            result.failed += 1
-            current_app.logger.exception("Purging envelope %s failed", envelope_id)
+        )
+        if after is not None:
+            stmt = stmt.where(
+                or_(
+                    RetentionReview.purge_after > after[0],
+                    and_(
+                        RetentionReview.purge_after == after[0],
+                        RetentionReview.envelope_id > after[1],
+                    ),
+                )
+            )
+        ready = [(row[0], row[1]) for row in db.session.execute(stmt)]
+        db.session.rollback()
+        for _purge_after, envelope_id in ready:
+            try:
+                _purge_one(envelope_id, result)
+            except Exception:
+                db.session.rollback()
+                result.failed += 1
+                current_app.logger.exception("Purging envelope %s failed", envelope_id)
+        if len(ready) < SWEEP_BATCH:
+            break
+        after = ready[-1]
     result.skipped_held = len(result.skipped)
     result.waiting_review = db.session.execute(
         select(func.count())
@@ -657,17 +676,3 @@ def latest_sweep() -> audit.AuditEvent | None:
         .order_by(audit.AuditEvent.seq.desc())
         .limit(1)
     ).scalar_one_or_none()
-
-
-def tombstones(envelope_ids: Iterable[int]) -> dict[int, RetentionPolicy | None]:
-    """Purged envelopes among these ids, with the policy each was purged under."""
-    ids = list(envelope_ids)
-    if not ids:
-        return {}
-    rows = db.session.execute(
-        select(Envelope.id, Envelope.retention_policy_id).where(
-            Envelope.id.in_(ids), Envelope.purged_at.is_not(None)
-        )
-    ).tuples()
-    found = {p.id: p for p in policies()}
-    return {eid: found.get(pid or 0) for eid, pid in rows}
