@@ -60,7 +60,7 @@ from portal.records.search import matching as audit_matching
 log = logging.getLogger(__name__)
 
 EVENT = "records.exported"
-audit.add_labels({EVENT: "Records exported (CSV or report)"})
+audit.add_labels({EVENT: "Records exported"})
 
 BATCH = 5000  # rows read in one short transaction
 PART_BYTES = 4 * 1024 * 1024  # a job's file is stored in encrypted parts of this size
@@ -467,21 +467,26 @@ def record(
     return audit.record(
         EVENT,
         actor=user,
+        subject=("records", kind.name, None),
         data={
             "kind": kind.name,
             "filters": query.params(),
             "rows": written.rows,
             "sha256": written.digest.hexdigest(),
-            "size": written.size,
+            "bytes": written.size,
             **extra,
         },
     )
 
 
-def stream(kind: Kind, query: AuditQuery, user: User) -> Iterator[bytes]:
+def stream(kind: Kind, query: AuditQuery, user_id: int) -> Iterator[bytes]:
     """The CSV file at once, in chunks; recorded once the stream ends (``complete``: whether
-    the whole file was sent, or the person stopped it)."""
+    the whole file was sent, or the person stopped it). The user is read in the stream's own
+    session (the request's is gone by the time a response streams)."""
     reads_first()
+    user = db.session.get(User, user_id)
+    if user is None:
+        return
     written = Written()
     complete = False
     try:
@@ -574,7 +579,8 @@ def run(export_id: int) -> None:
             buffered += len(chunk)
             if buffered >= PART_BYTES:
                 save()
-        save()
+        if buffer:
+            save()
     except Exception as exc:
         db.session.rollback()
         current = _locked(export_id)

@@ -70,7 +70,7 @@ def export_start() -> Any:
     if records_exports.fits_inline(kind, query, user):
         db.session.rollback()
         name = f"{kind.name}-{clock.utcnow():%Y%m%d-%H%M}.csv"
-        return exports.csv_response(records_exports.stream(kind, query, user), name)
+        return exports.csv_response(records_exports.stream(kind, query, user.id), name)
     write_lock()
     export = records_exports.start(kind, query, user)
     public_id = export.public_id
