@@ -584,7 +584,7 @@ def reveal(events: Iterable[AuditEvent]) -> list[Revealed]:
             out.append(Revealed(event, event.ip, event.user_agent, event.actor_label, data))
             continue
         envelope_id = keys.token_envelope(token)
-        key = ring.cache.get(envelope_id) if ring is not None and envelope_id else None
+        key = None if ring is None or envelope_id is None else ring.cache.get(envelope_id)
         if key is None:
             recipient = event.actor_type == "recipient"
             label = keys.ERASED if recipient else event.actor_label

@@ -36,6 +36,10 @@ COLUMNS = (
 
 
 def upgrade():
+    conn = op.get_bind()
+    events = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar()
+    if events:
+        _check_chain(conn)  # before anything changes: a broken chain is never re-hashed
     op.create_table(
         "personal_key",
         sa.Column("envelope_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -58,8 +62,7 @@ def upgrade():
     )
     with op.batch_alter_table("audit_ref", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_ref_envelope_id"), ["envelope_id"], unique=False)
-    conn = op.get_bind()
-    if conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar():
+    if events:
         _drop_update_trigger(conn.dialect.name)
         rewrite(conn)
         _restore_update_trigger(conn.dialect.name)
@@ -78,6 +81,36 @@ def downgrade():
     with op.batch_alter_table("personal_key", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_personal_key_key_id"))
     op.drop_table("personal_key")
+
+
+def _batches(conn):
+    """The chain's rows in order, read in keyset batches."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {', '.join(COLUMNS)} FROM audit_event "  # noqa: S608
+                f"WHERE seq > {int(last)} ORDER BY seq LIMIT {BATCH}"
+            )
+        ).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].seq
+
+
+def _check_chain(conn):
+    from portal import audit
+
+    result = audit.verify_rows(row for rows in _batches(conn) for row in rows)
+    if not result.ok:
+        raise RuntimeError(
+            f"The audit chain is broken at event {result.first_bad_seq} ({result.reason}): "
+            "not migrated. Find out why (flask portal verify-audit) before upgrading."
+        )
+    head = conn.execute(sa.text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
+    if head.seq != result.count:
+        raise RuntimeError("The audit chain's head does not match its last event: not migrated.")
 
 
 def _foundation():
@@ -118,15 +151,7 @@ def rewrite(conn):
     )
     old_prev = new_prev = audit.GENESIS
     count = sealed = rehashed = 0
-    while True:
-        rows = conn.execute(
-            sa.text(
-                f"SELECT {', '.join(COLUMNS)} FROM audit_event "  # noqa: S608
-                f"WHERE seq > {int(count)} ORDER BY seq LIMIT {BATCH}"
-            )
-        ).all()
-        if not rows:
-            break
+    for rows in _batches(conn):
         ring.load_teams(
             {e for r in rows if (e := keys.envelope_of(r.subject_type, r.subject_id)) is not None}
         )

@@ -63,9 +63,10 @@ class SealingProblem(RuntimeError):
 # ---------------------------------------------------------------- evidence
 
 
-def envelope_events(envelope: Envelope) -> list[audit.AuditEvent]:
-    """The envelope's events in the audit chain (its mail's too), oldest first."""
-    return list(
+def envelope_events(envelope: Envelope) -> list[audit.Revealed]:
+    """The envelope's events in the audit chain (its mail's too), oldest first, with their
+    personal fields revealed (``erased`` once the envelope's key is shredded)."""
+    return audit.reveal(
         db.session.execute(
             select(audit.AuditEvent)
             .where(
@@ -96,13 +97,13 @@ def _auth_result(recipient: Recipient) -> str:
     return f"{method}: not verified"
 
 
-def _detail(event: audit.AuditEvent) -> str:
+def _detail(event: audit.Revealed) -> str:
     data = event.data
     for key in ("reason", "comment", "field", "adoption", "to", "kind"):
         value = data.get(key)
         if value:
             return f"{key}: {value}"
-    return ""
+    return "personal data erased" if event.erased else ""
 
 
 def evidence(
@@ -118,12 +119,12 @@ def evidence(
     images = {} if images is None else images
     sender: User = envelope.created_by
     sender_ip = next(
-        (e.ip for e in events if e.event in ("envelope.created", "envelope.sent") and e.ip), None
+        (e.ip for e in events if e.name in ("envelope.created", "envelope.sent") and e.ip), None
     )
     comments = {
         e.actor_id: str(e.data.get("comment") or "")
         for e in events
-        if e.event == "recipient.approved" and e.data.get("comment")
+        if e.name == "recipient.approved" and e.data.get("comment")
     }
     fields = {f.key: f for f in envelope.version.fields}
     recipients: list[RecipientEvidence] = []
@@ -182,7 +183,7 @@ def evidence(
     delivered = {
         str(e.data.get("recipient_id")): e.occurred
         for e in events
-        if e.event == "mail.sent" and e.data.get("kind") == "completed"
+        if e.name == "mail.sent" and e.data.get("kind") == "completed"
     }
     return CertificateData(
         envelope_id=envelope.public_id,
@@ -208,7 +209,7 @@ def evidence(
         timeline=[
             TimelineEntry(
                 at=e.occurred,
-                event=audit.label(e.event),
+                event=audit.label(e.name),
                 actor=e.actor_label or e.actor_type,
                 ip=e.ip,
                 detail=_detail(e),

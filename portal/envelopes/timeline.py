@@ -53,7 +53,7 @@ class Filled:
     value: str
 
 
-def _who(event: audit.AuditEvent, people: dict[str, Recipient], staff: dict[str, str]) -> str:
+def _who(event: audit.Revealed, people: dict[str, Recipient], staff: dict[str, str]) -> str:
     if event.actor_type == "recipient" and event.actor_id in people:
         person = people[event.actor_id]
         return f"{person.name} ({person.role_name})"
@@ -64,7 +64,7 @@ def _who(event: audit.AuditEvent, people: dict[str, Recipient], staff: dict[str,
     return event.actor_label or event.actor_type
 
 
-def _staff_names(events: list[audit.AuditEvent]) -> dict[str, str]:
+def _staff_names(events: list[audit.Revealed]) -> dict[str, str]:
     ids = {int(e.actor_id or 0) for e in events if e.actor_type == "user"} - {0}
     if not ids:
         return {}
@@ -72,7 +72,7 @@ def _staff_names(events: list[audit.AuditEvent]) -> dict[str, str]:
     return {str(row.id): str(row.name) for row in rows}
 
 
-def _detail(event: audit.AuditEvent, people: dict[str, Recipient]) -> str:
+def _detail(event: audit.Revealed, people: dict[str, Recipient]) -> str:
     data = event.data
     named = people.get(str(data.get("recipient") or data.get("recipient_id") or ""))
     parts = []
@@ -81,7 +81,7 @@ def _detail(event: audit.AuditEvent, people: dict[str, Recipient]) -> str:
     for key, label in (("reason", "reason"), ("comment", "comment"), ("field", "field")):
         if data.get(key):
             parts.append(f"{label}: {data[key]}")
-    if event.event.startswith("mail.") and data.get("to"):
+    if event.name.startswith("mail.") and data.get("to"):
         parts.append(f"{data.get('kind', 'email')} to {data['to']}")
     elif data.get("to") and data.get("from"):
         parts.append(f"{data['from']} → {data['to']}")
@@ -89,18 +89,20 @@ def _detail(event: audit.AuditEvent, people: dict[str, Recipient]) -> str:
         parts.append(f"{data['adoption']} signature")
     if data.get("earlier"):
         parts.append(f"sent again after {len(data['earlier'])} earlier")
+    if event.erased:
+        parts.append("personal data erased")
     return " · ".join(str(p) for p in parts)
 
 
-def entries(envelope: Envelope, events: list[audit.AuditEvent]) -> list[Entry]:
+def entries(envelope: Envelope, events: list[audit.Revealed]) -> list[Entry]:
     """The envelope's events (``sealing.envelope_events``), oldest first, in words."""
     people = {str(r.id): r for r in envelope.recipients}
     staff = _staff_names(events)
     return [
         Entry(
             at=e.occurred,
-            event=e.event,
-            label=audit.label(e.event),
+            event=e.name,
+            label=audit.label(e.name),
             who=_who(e, people, staff),
             ip=e.ip,
             detail=_detail(e, people),
@@ -109,7 +111,7 @@ def entries(envelope: Envelope, events: list[audit.AuditEvent]) -> list[Entry]:
     ]
 
 
-def comments(envelope: Envelope, events: list[audit.AuditEvent]) -> list[Comment]:
+def comments(envelope: Envelope, events: list[audit.Revealed]) -> list[Comment]:
     """Each approver's comment: with an approval or a rejection, from the envelope's events."""
     people = {str(r.id): r for r in envelope.recipients if r.kind == "approver"}
     found = []
@@ -118,9 +120,9 @@ def comments(envelope: Envelope, events: list[audit.AuditEvent]) -> list[Comment
         if person is None or event.actor_type != "recipient":
             continue
         text = str(event.data.get("comment") or event.data.get("reason") or "")
-        if event.event == "recipient.approved" and text:
+        if event.name == "recipient.approved" and text:
             found.append(Comment(person.name, person.role_name, "approved", text, event.occurred))
-        elif event.event == "recipient.declined":
+        elif event.name == "recipient.declined":
             found.append(Comment(person.name, person.role_name, "rejected", text, event.occurred))
     return found
 
@@ -129,7 +131,7 @@ def story(envelope: Envelope) -> tuple[list[Entry], list[Comment]]:
     """The timeline and the approvers' comments, from one read of the audit chain."""
     events = sealing.envelope_events(envelope)
     # Staff views are in the page's "Who accessed" section, not in the envelope's story.
-    events = [e for e in events if e.event != viewing.EVENT]
+    events = [e for e in events if e.name != viewing.EVENT]
     return entries(envelope, events), comments(envelope, events)
 
 

@@ -65,7 +65,7 @@ CLEAR_KEYS = frozenset(
         "disclosure", "document_sha256", "dsn_id", "earlier", "envelope", "envelope_id",
         "envelopes", "expires_at", "failed", "field", "fields", "final", "interim", "kind",
         "message_id", "method", "not_created", "original_sha256", "outbox_id", "recipient",
-        "recipient_id", "rows", "sealed_sha256", "sha256", "size", "status", "status_code",
+        "recipient_id", "row", "rows", "sealed_sha256", "sha256", "size", "status", "status_code",
         "template", "timestamped", "values", "version", "via", "what",
     }
 )  # fmt: skip
