@@ -207,3 +207,52 @@ def test_desktop_who_accessed_loads_with_htmx_and_pages_show(
     desktop.screenshot("desktop-staff-access.png")
     desktop.assert_clean()
     assert {what for _who, what in _views(app)} == {"page", "page_image"}
+
+
+def test_page_images_requested_together_record_one_view(
+    app,
+    sent,  # noqa: F811
+    make_staff,
+    monkeypatch,
+):
+    """Two image requests of one burst both find no recent view before either writes: the
+    second looks again once it holds the chain's head and records nothing."""
+    import threading
+
+    from portal.accounts.models import User
+
+    envelope_id, _public_id, _link = sent()
+    staff = make_staff("compliance")
+    both_checked = threading.Barrier(2, timeout=10)
+    first_look = viewing._seen_lately
+    looks = threading.local()
+
+    def look(*args):
+        found = first_look(*args)
+        if not getattr(looks, "done", False):
+            looks.done = True
+            both_checked.wait()  # neither has written yet
+        return found
+
+    monkeypatch.setattr(viewing, "_seen_lately", look)
+    outcomes: list[bool] = []
+
+    def view() -> None:
+        with app.test_request_context("/envelopes/x/pages/1.png"):
+            from portal.extensions import reads_first
+
+            reads_first()
+            envelope = db.session.get(Envelope, envelope_id)
+            user = db.session.get(User, staff.id)
+            outcomes.append(
+                viewing.record_view(envelope, "page_image", user, once_within=viewing.IMAGE_WINDOW)
+            )
+            db.session.remove()
+
+    threads = [threading.Thread(target=view) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == [False, True]
+    assert _views(app) == [(str(staff.id), "page_image")]

@@ -10,7 +10,8 @@ and made first, then ``record_view`` takes the lock only to append the event, as
 Page images come in bursts (a document of 12 pages is 12 requests, scrolling back and forth
 many more): the images of one envelope that one staff member looks at within
 ``IMAGE_WINDOW`` are one view. A repeat inside the window is found by a read, and records
-nothing, so it costs no write lock either.
+nothing, so it costs no write lock either; requests of one burst that arrive together are
+checked again once they hold the chain's head, so they record one view, not several.
 """
 
 from __future__ import annotations
@@ -66,9 +67,15 @@ def record_view(
         db.session.rollback()
         return False
     write_lock()
-    if once_within is not None and _seen_lately(envelope_id, user_id, what, once_within):
-        db.session.rollback()  # another request of the burst recorded it meanwhile
-        return False
+    if once_within is not None:
+        # The chain's head first: writers of events queue there, so another request of the
+        # same burst has committed its view before this one looks again (READ COMMITTED on
+        # PostgreSQL; SQLite's write lock already serialises them).
+        head = select(audit.AuditHead).where(audit.AuditHead.id == 1).with_for_update()
+        db.session.execute(head).scalar_one()
+        if _seen_lately(envelope_id, user_id, what, once_within):
+            db.session.rollback()  # another request of the burst recorded it meanwhile
+            return False
     subject = ("envelope", str(envelope_id), None)
     audit.record(EVENT, actor=user, subject=subject, data={"what": what})
     db.session.commit()
