@@ -379,3 +379,26 @@ def test_migration_0013_refuses_to_rehash_a_broken_chain(empty_url, capsys):
         with app.app_context():
             db.session.remove()
             dispose_engines()
+
+
+def test_a_purge_recorded_after_shredding_keeps_its_reason_but_no_ip(ctx):
+    audit.record("envelope.test", subject=("envelope", "8", None), data={"email": "a@b.org"})
+    keys.shred(8)
+    audit.record(
+        "envelope.purged",
+        actor=("user", "1", "officer@demo.example"),
+        subject=("envelope", "8", None),
+        data={"reason": "Retention period ended", "kind": "both", "email": "a@b.org"},
+        ip=STAFF_IP,
+    )
+    db.session.commit()
+    first, purged = db.session.execute(
+        select(audit.AuditEvent).order_by(audit.AuditEvent.seq)
+    ).scalars()
+    assert "a@b.org" not in first.data_json + purged.data_json
+    assert purged.ip is None and STAFF_IP not in purged.data_json
+    shown = audit.reveal([first, purged])
+    assert shown[0].erased and "email" not in shown[0].data
+    assert shown[1].erased and shown[1].ip == keys.ERASED
+    assert shown[1].data == {"reason": "Retention period ended", "kind": "both"}
+    assert shown[1].actor_label == "officer@demo.example"

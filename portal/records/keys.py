@@ -71,6 +71,20 @@ CLEAR_KEYS = frozenset(
 )  # fmt: skip
 
 
+# Values that are not personal in one kind of event only (a purge's reason and policy are
+# the record of why it was purged: they must outlive the key).
+CLEAR_BY_EVENT: dict[str, frozenset[str]] = {
+    "envelope.purged": frozenset({"reason", "policy", "template"}),
+}
+
+
+def clear_fields(event: str, names: Iterable[str]) -> None:
+    """Declare data values of one kind of envelope event as not personal (kept in clear,
+    and readable after the envelope's key is shredded). Call it at import, next to
+    ``audit.add_labels``."""
+    CLEAR_BY_EVENT[event] = CLEAR_BY_EVENT.get(event, frozenset()) | frozenset(names)
+
+
 class PersonalKey(Model):
     """One envelope's key for the personal fields of its audit events, wrapped under DATA_KEY.
 
@@ -235,9 +249,10 @@ class Ring:
             if row[name]:
                 personal[name] = row[name]
                 row[name] = None
-        clear = {k: v for k, v in data.items() if k in CLEAR_KEYS}
+        allowed = CLEAR_KEYS | CLEAR_BY_EVENT.get(row["event"], frozenset())
+        clear = {k: v for k, v in data.items() if k in allowed}
         if len(clear) < len(data):
-            personal["data"] = {k: v for k, v in data.items() if k not in CLEAR_KEYS}
+            personal["data"] = {k: v for k, v in data.items() if k not in allowed}
         if personal:
             key = self.key(envelope_id)
             clear[PERSONAL] = (
