@@ -4,6 +4,7 @@ policy choice, and officers-only pages."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -302,3 +303,90 @@ def test_agents_get_403_on_every_retention_page(seeded, signed_in):
     )
     for url in posted:
         assert portal.post(url, {"name": "x", "reason": "x"}).status_code == 403, url
+
+
+# ---------------------------------------------------------------- migration 0014 on existing rows
+
+
+def _filler(column, now):
+    from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary, Numeric
+
+    kind = column.type
+    if isinstance(kind, Boolean):
+        return False
+    if isinstance(kind, Integer | Numeric):
+        return 1
+    if isinstance(kind, DateTime):
+        return now
+    if isinstance(kind, JSON):
+        return {}
+    if isinstance(kind, LargeBinary):
+        return b"x"
+    return "x"
+
+
+def _insert(conn, table, now, **values):
+    row = {
+        c.name: _filler(c, now)
+        for c in table.columns
+        if not c.nullable and c.server_default is None and c.name not in values
+    }
+    conn.execute(table.insert().values(**row, **values))
+
+
+def test_migration_0014_gives_existing_rows_the_default_policy_and_dates(
+    backend, postgres_server, tmp_path
+):
+    from datetime import UTC, datetime
+
+    from flask_migrate import upgrade
+    from sqlalchemy import MetaData, create_engine
+
+    from portal import create_app
+    from portal.extensions import dispose_engines
+    from tests.conftest import base_config
+
+    if postgres_server is not None:
+        name = f"portal_mig_{os.getpid()}"
+        postgres_server.execute(f"CREATE DATABASE {name}")
+        url = postgres_server.url(name)
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    app = create_app(base_config(url))
+    with app.app_context():
+        upgrade(revision="0013")
+        dispose_engines()
+    ended = datetime(2024, 2, 29, 12, 0, tzinfo=UTC)
+    engine = create_engine(url)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        t = meta.tables
+        now = datetime(2024, 1, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            _insert(conn, t["user_account"], now, id=1, email="a@x.test", team_id=None)
+            _insert(conn, t["template"], now, id=1, team_id=None, created_by_id=None)
+            _insert(conn, t["template_version"], now, id=1, template_id=1, number=1,
+                    created_by_id=None, submitted_by_id=None, reviewed_by_id=None,
+                    source_blob_id=None)  # fmt: skip
+            _insert(conn, t["blob"], now, id="b1")
+            for eid, status, finished in ((1, "completed", ended), (2, "sent", None)):
+                _insert(conn, t["envelope"], now, id=eid, public_id=f"p{eid}", status=status,
+                        template_version_id=1, created_by_id=1, team_id=None,
+                        document_blob_id="b1", sealed_blob_id=None,
+                        finished_at=finished)  # fmt: skip
+    finally:
+        engine.dispose()
+    with app.app_context():
+        upgrade()
+        policy = retention.default_policy()
+        assert policy is not None and policy.years == 7
+        assert db.session.get(TemplateVersion, 1).retention_policy_id == policy.id
+        done, open_ = db.session.get(Envelope, 1), db.session.get(Envelope, 2)
+        assert done.retention_policy_id == open_.retention_policy_id == policy.id
+        assert clock.as_utc(done.retention_until) == datetime(2031, 2, 28, 12, 0, tzinfo=UTC)
+        assert open_.retention_until is None
+        db.session.remove()
+        dispose_engines()
+    if postgres_server is not None:
+        postgres_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -12,6 +12,7 @@ envelope lose its document (``document_blob_id`` may be NULL).
 
 import calendar
 import os
+import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -46,6 +47,52 @@ def _add_years(moment: datetime, years: int) -> datetime:
     return moment.replace(year=year, day=day)
 
 
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
+def _add_policy_column(table: str) -> None:
+    """``retention_policy_id`` with its foreign key, in place (SQLite adds a column with a
+    REFERENCES clause without copying the table, which rows of other tables point at)."""
+    name = f"fk_{table}_retention_policy_id_retention_policy"
+    if _sqlite():
+        op.execute(
+            f"ALTER TABLE {table} ADD COLUMN retention_policy_id INTEGER "
+            f"CONSTRAINT {name} REFERENCES retention_policy (id)"
+        )
+        return
+    op.add_column(table, sa.Column("retention_policy_id", sa.Integer(), nullable=True))
+    op.create_foreign_key(name, table, "retention_policy", ["retention_policy_id"], ["id"])
+
+
+def _document_may_be_null() -> None:
+    """``envelope.document_blob_id`` NULL-able (a purged envelope has no document).
+
+    SQLite cannot drop a NOT NULL in place, and copying the table (batch mode) fails once
+    recipients and values point at envelopes. Dropping NOT NULL changes nothing stored, so
+    SQLite's documented way for such changes is used: the table's schema text is edited
+    under ``writable_schema`` and the schema version bumped, in this transaction."""
+    if not _sqlite():
+        op.alter_column("envelope", "document_blob_id", existing_type=sa.String(32), nullable=True)
+        return
+    conn = op.get_bind()
+    sql = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'envelope'"
+    ).scalar_one()
+    changed = re.sub(
+        r"(document_blob_id\s+VARCHAR\(32\))\s+NOT NULL", r"\1", sql, count=1, flags=re.I
+    )
+    if changed == sql:
+        return  # (NULL-able already)
+    version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+    conn.exec_driver_sql("PRAGMA writable_schema=ON")
+    conn.exec_driver_sql(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'envelope'", (changed,)
+    )
+    conn.exec_driver_sql(f"PRAGMA schema_version={int(version) + 1}")
+    conn.exec_driver_sql("PRAGMA writable_schema=OFF")
+
+
 def upgrade():
     op.create_table(
         "retention_policy",
@@ -66,29 +113,13 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_retention_policy")),
         sa.UniqueConstraint("name", name=op.f("uq_retention_policy_name")),
     )
-    with op.batch_alter_table("template_version", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("retention_policy_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(
-            batch_op.f("fk_template_version_retention_policy_id_retention_policy"),
-            "retention_policy",
-            ["retention_policy_id"],
-            ["id"],
-        )
-    with op.batch_alter_table("envelope", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("retention_policy_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("retention_until", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("purge_action", sa.String(length=20), nullable=True))
-        batch_op.alter_column("document_blob_id", existing_type=sa.String(length=32), nullable=True)
-        batch_op.create_index(
-            batch_op.f("ix_envelope_retention_until"), ["retention_until"], unique=False
-        )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_envelope_retention_policy_id_retention_policy"),
-            "retention_policy",
-            ["retention_policy_id"],
-            ["id"],
-        )
+    _add_policy_column("template_version")
+    _add_policy_column("envelope")
+    op.add_column("envelope", sa.Column("retention_until", sa.DateTime(timezone=True)))
+    op.add_column("envelope", sa.Column("purged_at", sa.DateTime(timezone=True)))
+    op.add_column("envelope", sa.Column("purge_action", sa.String(length=20)))
+    op.create_index(op.f("ix_envelope_retention_until"), "envelope", ["retention_until"])
+    _document_may_be_null()
     op.create_table(
         "retention_review",
         sa.Column("envelope_id", sa.Integer(), nullable=False),
@@ -165,25 +196,14 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table("retention_review", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_retention_review_purge_after"))
+    op.drop_index(op.f("ix_retention_review_purge_after"), table_name="retention_review")
     op.drop_table("retention_review")
+    op.drop_index(op.f("ix_envelope_retention_until"), table_name="envelope")
     with op.batch_alter_table("envelope", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            batch_op.f("fk_envelope_retention_policy_id_retention_policy"), type_="foreignkey"
-        )
-        batch_op.drop_index(batch_op.f("ix_envelope_retention_until"))
-        batch_op.alter_column(
-            "document_blob_id", existing_type=sa.String(length=32), nullable=False
-        )
         batch_op.drop_column("purge_action")
         batch_op.drop_column("purged_at")
         batch_op.drop_column("retention_until")
         batch_op.drop_column("retention_policy_id")
     with op.batch_alter_table("template_version", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            batch_op.f("fk_template_version_retention_policy_id_retention_policy"),
-            type_="foreignkey",
-        )
         batch_op.drop_column("retention_policy_id")
     op.drop_table("retention_policy")
