@@ -30,7 +30,8 @@ def send_refund(app, email: str, name: str = "Zoë Łukasiewicz") -> tuple[int, 
     with app.app_context():
         version = library.approved_version(demo_template())
         people = [RecipientInput(role="customer", name=name, email=email)]
-        envelope, links = envelopes.create_and_send(version, REFUND_VALUES, people, by=demo_agent())
+        values = {**REFUND_VALUES, "customer.name": name, "customer.email": email}
+        envelope, links = envelopes.create_and_send(version, values, people, by=demo_agent())
         return envelope.id, envelope.public_id, next(iter(links.values()))
 
 
@@ -419,3 +420,55 @@ def test_a_hold_of_each_scope_blocks_purge_until_released(app, sent, signed_in, 
             purge_envelope(db.session.get(Envelope, envelope_id), reason="test", actor=user)
             assert db.session.get(Envelope, envelope_id).purged_at is not None
     assert sorted(int(e.subject_id) for e in audit_events(app, "envelope.purged")) == covered
+
+
+@pytest.mark.browser
+def test_an_officer_places_a_hold_from_a_search_in_chromium(app, sent, desktop, make_staff):  # noqa: F811
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect
+
+    from tests.browser import describe_violations, serious_violations
+
+    first, _, _ = sent()
+    other, _, _ = send_refund(app, "someone@example.com", name="Someone Else")
+    officer = make_staff("compliance")
+    page = desktop.page
+    desktop.sign_in(officer)
+    desktop.goto("/records/")
+    page.get_by_role("link", name="Legal holds").click()
+    page.get_by_role("link", name="Place a hold").click()
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_label("Search", exact=True).fill("zoe@example")  # htmx: the results come in place
+    expect(page.locator(f"#env-{first}")).to_be_visible()
+    expect(page.locator(f"#env-{other}")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument === true"), "the search reloaded the page"
+    page.locator(f"#env-{first}").check()
+    # a second search keeps what was ticked in the first
+    page.get_by_label("Search", exact=True).fill("someone@example")
+    expect(page.locator(f"#env-{other}")).to_be_visible()
+    expect(page.locator("#hold-ticked-earlier")).to_contain_text(f"Envelope {first}")
+    page.locator(f"#env-{other}").check()
+    page.get_by_label("Name").fill("Rivera v Shop")
+    page.get_by_label("Case reference").fill("CV-2026-9")
+    page.get_by_label("Reason", exact=True).fill("Litigation hold")
+    page.get_by_label("Envelopes chosen from a search").check()
+    violations = serious_violations(Axe().run(page).response)
+    assert not violations, describe_violations(violations)
+    desktop.screenshot("desktop-hold-new.png")
+    page.get_by_role("button", name="Place the hold").click()
+    expect(page.locator("#hold-count")).to_have_text("2")
+    expect(page.locator("#covered-table")).to_contain_text("Zoë Łukasiewicz")
+    expect(page.locator("#covered-table")).to_contain_text("Someone Else")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export as ZIP").click()
+    bundle = zipfile.ZipFile(download.value.path())
+    assert "manifest.csv" in bundle.namelist()
+    violations = serious_violations(Axe().run(page).response)
+    assert not violations, describe_violations(violations)
+    desktop.screenshot("desktop-hold.png")
+    with app.app_context():
+        assert holds.hold_reasons([first, other]) == {
+            first: ["Rivera v Shop"],
+            other: ["Rivera v Shop"],
+        }
+    desktop.assert_clean()

@@ -10,6 +10,7 @@ import json
 import zipfile
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from portal import clock
@@ -188,3 +189,30 @@ def test_erasure_purges_only_what_nothing_protects_and_says_why_the_rest_is_kept
     assert outcome[kept]["kept_until"].startswith(until)
     assert outcome[open_]["kept_because"] == "It has not ended yet."
     assert "zoe@example.com" not in event.data_json.lower()
+
+
+@pytest.mark.browser
+def test_the_request_page_in_chromium(app, sent, desktop, make_staff):  # noqa: F811
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect
+
+    from tests.browser import describe_violations, serious_violations
+
+    first, _, _ = sent()
+    officer = make_staff("compliance")
+    page = desktop.page
+    desktop.sign_in(officer)
+    desktop.goto("/records/")
+    page.get_by_role("link", name="Data-subject requests").click()
+    page.get_by_label("Customer email").fill("ZOE@example.com")
+    page.get_by_role("button", name="Show what is held").click()
+    expect(page.locator("#held-count")).to_have_text("1")
+    expect(page.locator(f'tr[data-envelope="{first}"]')).to_contain_text("It has not ended yet.")
+    assert "ZOE@example.com" not in page.url and "zoe" not in page.url.lower()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export everything (ZIP)").click()
+    assert "data.json" in zipfile.ZipFile(download.value.path()).namelist()
+    violations = serious_violations(Axe().run(page).response)
+    assert not violations, describe_violations(violations)
+    desktop.screenshot("desktop-subject.png")
+    desktop.assert_clean()

@@ -42,6 +42,12 @@ def holds_list() -> str:
     return render_template("records/holds.html", holds=holds.all_holds())
 
 
+def _ticked(values: list[str]) -> list[int]:
+    """Envelope ids ticked so far (kept across searches), the nonsense left out."""
+    return sorted({int(v) for v in values[: holds.MAX_CHOSEN] if v.isascii() and v.isdigit()
+                   and len(v) < 12})  # fmt: skip
+
+
 def _new_page(form: Any, error: str | None = None, status: int = 200) -> tuple[str, int]:
     query, found = _search(request.args)
     page = web.page(
@@ -54,7 +60,7 @@ def _new_page(form: Any, error: str | None = None, status: int = 200) -> tuple[s
         statuses=console.STATUS_LABELS,
         query=query,
         found=found,
-        chosen={str(i) for i in form.getlist("envelope")} if hasattr(form, "getlist") else set(),
+        chosen=_ticked(form.getlist("envelope")),
     )
     return page, status
 
