@@ -37,6 +37,7 @@ ENVELOPE_EVENTS = (
 STAFF_EVENTS = (
     *ENVELOPE_EVENTS,
     "records.exported",
+    "records.export_downloaded",
     "envelope.list_exported",
     "bulk.report_downloaded",
     "subject.exported",
