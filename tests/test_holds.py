@@ -150,6 +150,7 @@ def test_officer_places_holds_of_each_scope_and_releases_one_with_a_reason(
     placed = audit_events(app, "hold.placed")
     assert [e.data["scope"] for e in placed] == ["envelopes", "email", "template"]
     assert placed[0].actor_id == str(officer.id) and placed[0].data["case_ref"] == "CV-2026-17"
+    assert placed[0].data["envelope_ids"] == [first]
     assert placed[1].data["email_sha256"] == hashlib.sha256(b"zoe@example.com").hexdigest()
     assert "zoe@example.com" not in placed[1].data_json
 

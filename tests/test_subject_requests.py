@@ -216,3 +216,36 @@ def test_the_request_page_in_chromium(app, sent, desktop, make_staff):  # noqa: 
     assert not violations, describe_violations(violations)
     desktop.screenshot("desktop-subject.png")
     desktop.assert_clean()
+
+
+def test_a_purge_that_fails_is_reported_and_the_others_go_on(app, sent, signed_in, monkeypatch):  # noqa: F811
+    from portal.records import subjects
+
+    broken, _, _ = sent()
+    fine, _, _ = send_refund(app, "zoe@example.com")
+    _end(app, broken, retained_days=-1)
+    _end(app, fine, retained_days=-1)
+    real = subjects.purge_envelope
+
+    def flaky(envelope, **kwargs):
+        if envelope.id == broken:
+            raise RuntimeError("disk on fire")
+        return real(envelope, **kwargs)
+
+    monkeypatch.setattr(subjects, "purge_envelope", flaky)
+    portal, _ = signed_in("compliance")
+    response = portal.post(
+        "/records/subject/erase", {"email": "zoe@example.com", "reference": "DSR-78"}
+    )
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Erasure done: 1 purged, 1 kept" in page
+    assert "The purge failed (RuntimeError); ask again to retry it." in page
+    with app.app_context():
+        assert db.session.get(Envelope, broken).purged_at is None
+        assert db.session.get(Envelope, fine).purged_at is not None
+    [event] = audit_events(app, "subject.erasure_requested")
+    assert {o["envelope"]: o["purged"] for o in event.data["envelopes"]} == {
+        broken: False,
+        fine: True,
+    }

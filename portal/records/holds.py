@@ -279,6 +279,7 @@ def place(
         if len(found) != len(ids):
             raise HoldError("Some of the envelopes chosen no longer exist; search again.")
         data["envelopes"] = len(ids)
+        data["envelope_ids"] = ids
     else:
         raise HoldError("Choose what the hold covers: envelopes, a customer's email or a template.")
     write_lock()

@@ -9,6 +9,7 @@ itself: the chain is append-only, and the address must not outlive the envelopes
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
 from portal.records import holds
 from portal.records.purge import PurgeRefused, protection, purge_envelope
+
+log = logging.getLogger(__name__)
 
 audit.add_labels(
     {
@@ -297,6 +300,10 @@ def erase(email: str, reference: object, by: User) -> list[Outcome]:
                                actor=by, action="both")  # fmt: skip
             except PurgeRefused as exc:
                 kept = str(exc)
+            except Exception as exc:  # one envelope's failure must not lose the others' record
+                db.session.rollback()
+                log.exception("Erasure could not purge envelope %s", envelope_id)
+                kept = f"The purge failed ({type(exc).__name__}); ask again to retry it."
             else:
                 outcomes.append(Outcome(envelope_id, title, True))
                 continue
