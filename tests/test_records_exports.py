@@ -29,8 +29,8 @@ HOSTILE = '=HYPERLINK("http://evil.example","x")'
 
 
 @pytest.fixture
-def trail(app, make_staff, monkeypatch) -> Trail:
-    return Trail(app, make_staff, monkeypatch)
+def trail(app, make_staff) -> Trail:
+    return Trail(app, make_staff)
 
 
 def table_of(body: bytes) -> list[list[str]]:
@@ -166,7 +166,7 @@ def test_large_exports_run_as_jobs_with_progress_and_a_download_for_the_requeste
     app = make_app(EXPORT_INLINE_ROWS=3)
     monkeypatch.setattr(exports, "PART_BYTES", 1000)  # several encrypted parts
     monkeypatch.setattr(portal_exports, "LINES_PER_CHUNK", 5)
-    trail = Trail(app, make_staff, monkeypatch)
+    trail = Trail(app, make_staff)
     with app.app_context():
         audit.record_many(
             audit.Pending("auth.logout", actor=("user", "1", f"user{n}@example.com"))
@@ -261,3 +261,35 @@ def test_bad_export_requests_say_why(trail, form, message):
     response = trail.portal().post("/records/exports", form)
     assert response.status_code == 400
     assert message in text_of(response.get_data(as_text=True))
+
+
+def test_a_job_waits_in_the_queue_then_a_real_rq_worker_makes_it(
+    make_app, make_staff, redis_server, monkeypatch
+):
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    conn = Redis.from_url(redis_server.url)
+    conn.flushdb()
+    app = make_app(REDIS_URL=redis_server.url, JOBS_INLINE=False, EXPORT_INLINE_ROWS=1)
+    trail = Trail(app, make_staff)
+    trail.event("auth.logout", actor=trail.agent.id)
+    trail.event("auth.logout", actor=trail.agent.id)
+    portal = trail.portal()
+    try:
+        response = export(portal, "audit", event="auth.logout")
+        assert response.status_code == 303
+        waiting = portal.client.get(response.headers["Location"], headers={"HX-Request": "true"})
+        body = waiting.get_data(as_text=True)
+        assert "Waiting to start: 0 rows (0%)" in text_of(body)
+        assert 'hx-trigger="every 1s"' in body, "polls while it waits"
+        assert Queue("default", connection=conn).count == 1
+        with app.app_context():
+            SimpleWorker([Queue("default", connection=conn)], connection=conn).work(burst=True)
+        done = get(portal, response.headers["Location"])
+        assert "Ready: 2 of 2 rows (100%)" in text_of(done) and "every 1s" not in done
+        (recorded,) = audit_events(app, exports.EVENT)
+        assert recorded.data["rows"] == 2 and recorded.data["mode"] == "job"
+    finally:
+        conn.flushdb()
+        conn.close()

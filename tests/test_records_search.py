@@ -30,10 +30,9 @@ def seqs(page: str) -> list[int]:
 class Trail:
     """A world with envelopes and audit events recorded through ``audit.record``."""
 
-    def __init__(self, app, make_staff, monkeypatch) -> None:
+    def __init__(self, app, make_staff) -> None:
         self.app = app
         self.world = World(app, make_staff)
-        self.monkeypatch = monkeypatch
         self.agent = self.world.staff("agent")
         self.officer = self.world.staff("compliance")
         self.version = self.world.template("Refund authorization")
@@ -62,17 +61,14 @@ class Trail:
         ip: str | None = None,
         data: dict | None = None,
     ) -> int:
-        self.monkeypatch.setattr(clock, "utcnow", lambda: at)
-        try:
-            with self.app.app_context():
-                who = db.session.get(User, actor) if actor else "system"
-                subject = ("envelope", str(envelope_id), None) if envelope_id else None
-                entry = audit.record(name, actor=who, subject=subject, data=data, ip=ip)
-                seq = entry.seq
-                db.session.commit()
-                return seq
-        finally:
-            self.monkeypatch.undo()
+        with pytest.MonkeyPatch.context() as patch, self.app.app_context():
+            patch.setattr(clock, "utcnow", lambda: at)
+            who = db.session.get(User, actor) if actor else "system"
+            subject = ("envelope", str(envelope_id), None) if envelope_id else None
+            entry = audit.record(name, actor=who, subject=subject, data=data, ip=ip)
+            seq = entry.seq
+            db.session.commit()
+            return seq
 
     def portal(self, role: str = "compliance") -> Portal:
         staff = self.officer if role == "compliance" else self.world.staff(role)
@@ -80,8 +76,8 @@ class Trail:
 
 
 @pytest.fixture
-def trail(app, make_staff, monkeypatch) -> Trail:
-    return Trail(app, make_staff, monkeypatch)
+def trail(app, make_staff) -> Trail:
+    return Trail(app, make_staff)
 
 
 def found(portal: Portal, query: str) -> list[int]:
@@ -165,6 +161,7 @@ def test_search_fires_on_input_so_a_paste_searches(trail):
     page = get(trail.portal(), "/records/audit")
     trigger = re.search(r'hx-trigger="([^"]+)"', page).group(1)
     assert "input changed" in trigger and "keyup" not in trigger
+    assert "from:(#audit-filters input)" in trigger, "every text box of the form, pasted into too"
     assert 'hx-target="#audit-results"' in page
 
 
@@ -285,3 +282,33 @@ def test_postgresql_answers_each_filter_from_its_index(app, trail):
             for page in plan(**args):
                 assert "Seq Scan" not in page, page
         assert envelope_id
+
+
+@pytest.mark.browser
+def test_desktop_search_answers_a_paste_in_place_and_exports_what_it_shows(desktop, trail):
+    from playwright.sync_api import expect
+
+    _public, ana_id = trail.envelope("Ana Lopez", "ana@example.com", ticket="TCK-1")
+    trail.event("recipient.opened", envelope_id=ana_id, ip="203.0.113.7")
+    trail.event("auth.logout", actor=trail.agent.id)
+    page = desktop.page
+    desktop.sign_in(trail.officer)
+    desktop.goto("/records/audit")
+    rows = page.locator("#audit-rows tr")
+    expect(page.locator("#audit-rows")).to_contain_text("Signed out")
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_label("Customer email or name").fill("ana@example.com")  # a paste: no key
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Link opened")
+    expect(page).to_have_url(re.compile(r"/records/audit\?customer=ana%40example.com"))
+    expect(page.locator("#audit-count")).to_have_text("Showing 1 of 1 event")
+    assert page.evaluate("window.__sameDocument === true"), "the search reloaded the page"
+    desktop.screenshot("desktop-audit-search.png")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export events (CSV)").click()
+    content = info.value.path().read_bytes()
+    assert content.startswith(b"\xef\xbb\xbf") and b"203.0.113.7" in content
+    assert content.count(b"\r\n") == 2, "the header and the one event shown"
+    page.get_by_label("Event type").select_option("auth.logout")
+    expect(page.locator("#audit-rows")).to_contain_text("No events match.")
+    desktop.assert_clean()
