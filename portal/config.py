@@ -166,6 +166,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Exports of up to this many rows download at once; larger ones run as a job with a "
         "progress bar and a download when ready.",
     ),
+    Setting(
+        "REPORT_MAX_ENVELOPES",
+        "2000",
+        "Envelopes listed in a compliance report (its totals count them all; the envelopes CSV "
+        "export has the full list).",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -278,6 +284,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SANDBOX_CONCURRENCY": int(str(values["SANDBOX_CONCURRENCY"] or 0)) or None,
         "SANDBOX_QUEUE_SECONDS": float(str(values["SANDBOX_QUEUE_SECONDS"])),
         "BULK_MAIL_PER_MINUTE": int(str(values["BULK_MAIL_PER_MINUTE"])),
+        "REPORT_MAX_ENVELOPES": max(1, int(str(values["REPORT_MAX_ENVELOPES"]))),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_COOKIE_NAME": "__Host-portal" if production else "portal_session",
