@@ -21,6 +21,7 @@ from portal.documents import keystore, seal
 from portal.envelopes import bounces, verify
 from portal.extensions import db
 from portal.library import demo
+from portal.records import demo as records_demo
 from portal.records import retention
 
 group = AppGroup("portal", help="Operate the signing portal.")
@@ -54,8 +55,13 @@ def create_user(email: str, role: str, team_name: str | None, name: str) -> None
 
 
 @group.command("seed-demo")
-def seed_demo() -> None:
-    """Add the demo team and one user of each role (idempotent)."""
+@click.option(
+    "--records/--no-records",
+    default=None,
+    help="Ended demo refunds for the records centre (default: yes; no under TESTING).",
+)
+def seed_demo(records: bool | None) -> None:
+    """Add the demo team, one user of each role, templates and refunds (idempotent)."""
     if current_app.config.get("PRODUCTION"):
         raise click.ClickException("seed-demo is for development and demos, not production.")
     team = admin.find_team(DEMO_TEAM) or admin.create_team(DEMO_TEAM, by="seed-demo")
@@ -67,6 +73,10 @@ def seed_demo() -> None:
     db.session.commit()
     for name in demo.seed(team, author=users["admin"], reviewer=users["compliance"]):
         click.echo(f"Added the approved template {name!r}.")
+    if records is None:  # (the suite's tests count envelopes and events of their own)
+        records = not current_app.config.get("TESTING")
+    if records and records_demo.seed(users["agent"]):  # ended refunds for the records centre
+        click.echo("Added ended demo refunds (Jordan Rivera, Amara Okafor, Lukas Brandt).")
     click.echo("Demo sign-ins (you set up an authenticator app at first sign-in):")
     for email, _name, role, password in DEMO_USERS:
         click.echo(f"  {role.value:<11} {email:<26} {password}")
