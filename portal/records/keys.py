@@ -162,6 +162,7 @@ class Ring:
         self.cache: dict[int, bytes | None] = cache
         self.data_key = storage.current_key()
         self.new_keys: list[dict[str, Any]] = []
+        self.absent: set[int] = set()  # looked up: no key yet
         self.teams: dict[int, int | None] = {}
 
     # ------------------------------------------------------------ keys
@@ -176,7 +177,9 @@ class Ring:
                     _KEYS.c.envelope_id.in_(part)
                 )
             ).all()
+            self.absent.update(part)
             for envelope_id, nonce, wrapped in found:
+                self.absent.discard(envelope_id)
                 self.cache[envelope_id] = (
                     None
                     if wrapped is None
@@ -185,7 +188,7 @@ class Ring:
 
     def key(self, envelope_id: int) -> bytes | None:
         """The envelope's key, made now if it has none; None once shredded."""
-        if envelope_id not in self.cache:
+        if envelope_id not in self.cache and envelope_id not in self.absent:
             self.load([envelope_id])
         if envelope_id not in self.cache:
             raw = os.urandom(KEY_BYTES)
