@@ -380,6 +380,8 @@ def test_every_get_route_reads_first_and_writes_only_under_the_write_lock(
             "user_id": admin_staff.id, "number": 1, "token": copy_token,
             "filename": "css/portal.css",
             "message_id": db.session.execute(select(Message.id).limit(1)).scalar_one(),
+            # the records centre's (a hold or export that does not exist answers 404)
+            "envelope_id": envelope_id, "policy_id": 1, "hold_id": 1, "export_id": 1,
         }  # fmt: skip
     anonymous = app.test_client()
     clients = {"signing": signer, "public": anonymous, "health": anonymous, "static": anonymous}
