@@ -397,3 +397,51 @@ def test_a_signing_link_of_a_purged_envelope_is_dead(seeded):
     response = app.test_client().get(_path(link), follow_redirects=True)
     assert response.status_code in (200, 404, 410)
     assert ZOE["name"] not in response.get_data(as_text=True)
+
+
+@pytest.mark.postgresql_only
+def test_a_hold_placed_while_a_purge_starts_is_waited_for(seeded, make_staff):
+    import threading
+
+    from portal.accounts.models import User
+    from portal.records import holds
+
+    app = seeded
+    envelope_id, _, _ = send_refund(app, ZOE)
+    officer_id = make_staff("compliance").id
+    with app.app_context():
+        envelopes.void(db.session.get(Envelope, envelope_id), "x", by=demo_agent())
+        db.session.commit()
+    later(app, envelope_id)
+    placed, go = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def place_hold() -> None:
+        with app.app_context():
+            holds.place(name="Late hold", case_ref="L-1", reason="Just in time", scope="email",
+                        email=ZOE["email"], by=db.session.get(User, officer_id))  # fmt: skip
+            placed.set()
+            go.wait(30)
+            db.session.commit()
+
+    def run_purge() -> None:
+        with app.app_context():
+            try:
+                purge.purge_envelope(db.session.get(Envelope, envelope_id), reason="x", actor=None)
+                outcome.append("purged")
+            except purge.PurgeRefused as exc:
+                outcome.append(str(exc))
+
+    holder = threading.Thread(target=place_hold)
+    holder.start()
+    assert placed.wait(30)
+    purger = threading.Thread(target=run_purge)
+    purger.start()
+    purger.join(1.0)
+    assert purger.is_alive() and not outcome  # waiting for the hold's transaction
+    go.set()
+    holder.join(30)
+    purger.join(30)
+    assert outcome == ["On legal hold: Late hold."]
+    with app.app_context():
+        assert db.session.get(Envelope, envelope_id).purged_at is None

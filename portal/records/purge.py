@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 
 from portal import audit, clock, mail, storage
 from portal.accounts.models import User
@@ -37,7 +37,7 @@ from portal.envelopes.models import TERMINAL, Envelope, FieldValue, Recipient, R
 from portal.extensions import db, write_lock
 from portal.library.models import TemplateVersion
 from portal.records import keys
-from portal.records.holds import hold_reasons
+from portal.records.holds import LegalHold, hold_reasons
 from portal.records.retention import Action, RetentionPolicy, RetentionReview
 
 PURGED_NAME = "(purged)"
@@ -75,7 +75,15 @@ def protection(envelope: Envelope) -> str | None:
 
 
 def _lock(envelope: Envelope) -> Envelope:
+    """Lock the envelope for the purge, after any hold being placed meanwhile is committed.
+
+    On PostgreSQL the holds table is locked in SHARE mode for the purge's transaction first:
+    a hold placed or released at the same moment (its INSERT or UPDATE) is waited for, and
+    waits for the purge, so ``protection`` never misses a hold committed in between. (SQLite
+    runs one writer at a time already.)"""
     write_lock()
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"LOCK TABLE {LegalHold.__tablename__} IN SHARE MODE"))
     locked = db.session.execute(
         select(Envelope).where(Envelope.id == envelope.id).with_for_update()
     ).scalar_one()
