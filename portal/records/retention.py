@@ -44,13 +44,14 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from portal import audit, clock, jobs
 from portal.accounts.models import User
 from portal.envelopes.models import TERMINAL, Envelope
 from portal.extensions import Model, db
 from portal.library.models import TemplateVersion
+from portal.records.holds import hold_reasons
 
 YEARS_LIMITS = (1, 15)  # the widest range an admin may allow
 SWEEP_BATCH = 500  # envelopes listed or purged per sweep run and step
@@ -545,18 +546,12 @@ class DueRow:
 
 def due(limit: int = 200) -> tuple[list[DueRow], int]:
     """Envelopes listed as due and not purged yet, soonest first, and how many in all."""
-    from portal.records.holds import hold_reasons  # (committed by the legal-holds work)
-
-    waiting = RetentionReview.envelope_id.in_(
-        select(Envelope.id).where(Envelope.purged_at.is_(None))
-    )
-    total = db.session.execute(
-        select(func.count()).select_from(RetentionReview).where(waiting)
-    ).scalar_one()
+    # (a purge deletes the envelope's review row: every row is of an envelope not purged)
+    total = db.session.execute(select(func.count()).select_from(RetentionReview)).scalar_one()
     reviews = list(
         db.session.execute(
             select(RetentionReview)
-            .where(waiting)
+            .options(joinedload(RetentionReview.envelope))
             .order_by(RetentionReview.purge_after, RetentionReview.envelope_id)
             .limit(limit)
         ).scalars()
