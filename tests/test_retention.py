@@ -129,6 +129,14 @@ def test_the_sweep_lists_waits_the_review_window_postpones_and_skips_held(
     assert "2 envelopes due" in page and f'id="due-{zoe_id}"' in page
     assert review.purge_after.strftime("%Y-%m-%d") in page
     assert "Case Rivera v Shop" in page and "Kept: on legal hold" in page
+    with app.app_context():  # the list goes on page by page (keyset)
+        first, total, after = retention.due(limit=1)
+        second, _, last = retention.due(after, limit=1)
+        assert total == 2 and after == first[0].envelope.id and last is None
+        assert {first[0].envelope.id, second[0].envelope.id} == {zoe_id, kai_id}
+    for odd in ("x'--", "9" * 40, "-1"):
+        again = portal.client.get("/records/retention/due", query_string={"after": odd})
+        assert again.status_code == 200 and f'id="due-{zoe_id}"' in again.get_data(as_text=True)
 
     tick(app, runner_for, listed_at + timedelta(days=13))
     assert state(app, zoe_id)[0] is False  # still in its review window

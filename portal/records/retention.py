@@ -544,18 +544,37 @@ class DueRow:
     holds: list[str]
 
 
-def due(limit: int = 200) -> tuple[list[DueRow], int]:
-    """Envelopes listed as due and not purged yet, soonest first, and how many in all."""
+def _after(review: RetentionReview) -> Any:
+    return or_(
+        RetentionReview.purge_after > review.purge_after,
+        and_(
+            RetentionReview.purge_after == review.purge_after,
+            RetentionReview.envelope_id > review.envelope_id,
+        ),
+    )
+
+
+def due(after: object = None, limit: int = 200) -> tuple[list[DueRow], int, int | None]:
+    """Envelopes listed as due and not purged yet, soonest first, from the one after the
+    envelope id ``after`` (keyset; anything else: the first page), how many in all, and the
+    id to go on after (None on the last page)."""
     # (a purge deletes the envelope's review row: every row is of an envelope not purged)
     total = db.session.execute(select(func.count()).select_from(RetentionReview)).scalar_one()
-    reviews = list(
-        db.session.execute(
-            select(RetentionReview)
-            .options(joinedload(RetentionReview.envelope))
-            .order_by(RetentionReview.purge_after, RetentionReview.envelope_id)
-            .limit(limit)
-        ).scalars()
+    stmt = (
+        select(RetentionReview)
+        .options(joinedload(RetentionReview.envelope))
+        .order_by(RetentionReview.purge_after, RetentionReview.envelope_id)
+        .limit(limit + 1)
     )
+    given = str(after or "")
+    start = None
+    if given.isdigit() and len(given) < 12:
+        start = db.session.get(RetentionReview, int(given))
+    if start is not None:
+        stmt = stmt.where(_after(start))
+    reviews = list(db.session.execute(stmt).scalars())
+    more = len(reviews) > limit
+    reviews = reviews[:limit]
     holds = hold_reasons([r.envelope_id for r in reviews]) if reviews else {}
     found = {p.id: p for p in policies()}
     rows = [
@@ -567,7 +586,7 @@ def due(limit: int = 200) -> tuple[list[DueRow], int]:
         )
         for r in reviews
     ]
-    return rows, int(total)
+    return rows, int(total), reviews[-1].envelope_id if more else None
 
 
 def _purge_one(envelope_id: int, result: SweepResult) -> None:

@@ -117,12 +117,14 @@ def retention_policy_edit(policy_id: int) -> Any:
 @officers_only
 def retention_due() -> str:
     """What the sweep will purge, and when: each envelope's review window."""
-    rows, total = retention.due()
+    rows, total, next_after = retention.due(request.args.get("after"))
     last = retention.latest_sweep()
     return render_template(
         "records/retention_due.html",
         rows=rows,
         total=total,
+        next_after=next_after,
+        first_page=not request.args.get("after"),
         now=clock.utcnow(),
         review_days=retention.review_days(),
         last_sweep=audit.reveal([last])[0] if last is not None else None,
