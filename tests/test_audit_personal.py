@@ -128,6 +128,11 @@ def test_after_shredding_the_events_read_erased_and_the_chain_verifies(app, sign
         assert set(consented.data) == {"disclosure"}
         # events without personal fields are not erased
         assert any(not e.erased for e in events)
+        # the certificate's evidence still renders, with placeholders
+        facts = sealing.evidence(db.session.get(Envelope, envelope_id))
+        erased = [t for t in facts.timeline if t.detail == "personal data erased"]
+        assert erased and {t.ip for t in erased} == {keys.ERASED}
+        assert not any(t.ip == CUSTOMER_IP for t in facts.timeline)
         assert db.session.get(keys.PersonalKey, envelope_id).wrapped is None
         refs = db.session.execute(
             select(keys.AuditRef.ip).where(keys.AuditRef.envelope_id == envelope_id)
