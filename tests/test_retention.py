@@ -54,7 +54,7 @@ def state(app, envelope_id: int) -> tuple[bool, RetentionReview | None]:
         return envelope.purged_at is not None, review
 
 
-def test_the_default_policy_exists_and_envelopes_keep_policy_and_date(seeded):
+def test_the_default_policy_exists_and_envelopes_keep_policy_and_date(seeded, signed_in):
     app = seeded
     with app.app_context():
         policy = retention.default_policy()
@@ -66,6 +66,10 @@ def test_the_default_policy_exists_and_envelopes_keep_policy_and_date(seeded):
         assert envelope.retention_policy_id == policy.id
         finished = clock.as_utc(envelope.finished_at)
         assert clock.as_utc(envelope.retention_until) == finished.replace(year=finished.year + 7)
+        public_id, until = envelope.public_id, envelope.retention_until.strftime("%Y-%m-%d")
+    portal, _ = signed_in("agent")
+    page = portal.client.get(f"/envelopes/{public_id}").get_data(as_text=True)
+    assert f"Standard (7 years): kept until {until}, then delete the documents and remove" in page
 
 
 def test_a_completed_only_policy_starts_no_clock_on_void(seeded):
