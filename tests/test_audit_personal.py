@@ -407,3 +407,14 @@ def test_a_purge_recorded_after_shredding_keeps_its_reason_but_no_ip(ctx):
     assert shown[1].erased and shown[1].ip == keys.ERASED
     assert shown[1].data == {"reason": "Retention period ended", "kind": "both"}
     assert shown[1].actor_label == "officer@demo.example"
+
+
+def test_a_key_shredded_by_another_process_is_not_read_from_a_cache(ctx):
+    audit.record("envelope.test", subject=("envelope", "11", None), data={"email": "a@b.org"})
+    db.session.commit()
+    event = db.session.execute(select(audit.AuditEvent)).scalar_one()
+    assert audit.reveal([event])[0].data["email"] == "a@b.org"
+    db.session.commit()
+    with db.engine.begin() as other:  # another process shreds it meanwhile
+        other.execute(text("UPDATE personal_key SET wrapped = NULL WHERE envelope_id = 11"))
+    assert audit.reveal([event])[0].erased
