@@ -268,6 +268,12 @@ def _rate_limited(exc: HTTPException) -> tuple[str, int]:
     return error_response(429)
 
 
+# What a rate-limited request of a blueprint is about, from its URL's values (registered by the
+# blueprint's package): an envelope's signing pages name the envelope, so the client's address
+# is kept with that envelope's personal data (encrypted, and erased when it is purged).
+RATE_LIMITED_SUBJECTS: dict[str, Callable[[dict[str, Any]], audit.Ref]] = {}
+
+
 def _record_rate_limited(limit: str, ip: str) -> None:
     """``security.rate_limited`` in a transaction of its own (the request's may only read)."""
     actor: audit.Ref = ("anonymous", None, None)
@@ -276,9 +282,12 @@ def _record_rate_limited(limit: str, ip: str) -> None:
     try:
         db.session.rollback()
         write_lock()
+        find = RATE_LIMITED_SUBJECTS.get(request.blueprint or "")
+        subject = find(dict(request.view_args or {})) if find is not None else None
         audit.record(
             "security.rate_limited",
             actor=actor,
+            subject=subject,
             data={"endpoint": request.endpoint, "limit": limit, "ip": ip},
         )
         db.session.commit()

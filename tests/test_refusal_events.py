@@ -10,11 +10,15 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
+from portal.audit import AuditEvent
 from portal.documents.inspect import PdfProblem, inspect_pdf
+from portal.extensions import db
+from portal.records import keys
 from tests import test_input_hygiene as hygiene
 from tests.conftest import Portal, audit_events
 from tests.test_input_hygiene import PNG, World
 from tests.test_library import _upload
+from tests.test_signing import _path, sent  # noqa: F401
 
 world = hygiene.world  # the fixture: demo content, a draft, a sent envelope
 
@@ -141,3 +145,26 @@ def test_a_signed_in_user_who_is_rate_limited_is_named(make_app, make_staff):
     [event] = audit_events(app, "security.rate_limited")
     assert event.actor_type == "user" and event.actor_id == str(staff.id)
     assert event.data["endpoint"] == "account.recovery_codes"
+
+
+def test_a_rate_limited_signer_is_recorded_with_the_envelope_and_erased_with_it(app, sent):  # noqa: F811
+    """The signer's address is personal data of the envelope: sealed with it, shredded with it."""
+    envelope_id, _public_id, link = sent()
+    client = app.test_client()
+    signer_ip = {"environ_base": {"REMOTE_ADDR": "198.51.100.23"}}
+    codes = [client.get(_path(link), **signer_ip).status_code for _ in range(32)]
+    assert set(codes[30:]) == {429}
+    [event] = audit_events(app, "security.rate_limited")
+    assert (event.subject_type, event.subject_id) == ("envelope", str(envelope_id))
+    assert event.ip == "198.51.100.23" and event.data["endpoint"] == "signing.link"
+    with app.app_context():
+        stored = db.session.execute(
+            select(AuditEvent.ip, AuditEvent.data_json).where(
+                AuditEvent.event == "security.rate_limited"
+            )
+        ).one()
+        assert "198.51.100.23" not in str(stored)
+        keys.shred(envelope_id)
+        db.session.commit()
+    [event] = audit_events(app, "security.rate_limited")
+    assert event.revealed.erased and event.ip != "198.51.100.23"

@@ -61,3 +61,13 @@ def copy(token: str) -> Any:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _rate_limited_subject(args: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The envelope behind a rate-limited copy link (see ``web.RATE_LIMITED_SUBJECTS``);
+    none for the verify page, which is about no envelope."""
+    recipient = sealing.recipient_for_copy_link(str(args["token"])) if "token" in args else None
+    return recipient.envelope.audit_ref if recipient is not None else None
+
+
+web.RATE_LIMITED_SUBJECTS[bp.name] = _rate_limited_subject

@@ -21,12 +21,13 @@ from flask import (
 )
 from flask_babel import force_locale, gettext
 from markupsafe import Markup
+from sqlalchemy import select
 
 from portal import storage, web
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.documents.pages import image_type
-from portal.envelopes import disclosure, sealing
+from portal.envelopes import disclosure, links, sealing
 from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
@@ -454,3 +455,21 @@ def signed_copy(public_id: str) -> Any:
         abort(404)
     content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")
     return web.pdf_response(content, sealing.download_name(envelope))
+
+
+def _rate_limited_subject(args: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The envelope a rate-limited signing request is about (see ``web.RATE_LIMITED_SUBJECTS``)."""
+    envelope: Envelope | None = None
+    if "public_id" in args:
+        envelope = db.session.execute(
+            select(Envelope).where(Envelope.public_id == str(args["public_id"]))
+        ).scalar_one_or_none()
+    elif "token" in args:
+        recipient = db.session.execute(
+            select(Recipient).where(Recipient.token_hash == links.token_digest(str(args["token"])))
+        ).scalar_one_or_none()
+        envelope = recipient.envelope if recipient is not None else None
+    return envelope.audit_ref if envelope is not None else None
+
+
+web.RATE_LIMITED_SUBJECTS[bp.name] = _rate_limited_subject
