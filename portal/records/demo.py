@@ -108,8 +108,8 @@ def _send(refund: Refund, number: int, agent: User) -> tuple[int, int]:
 
 def _finish(refund: Refund, envelope_id: int, recipient_id: int) -> None:
     """The customer opens the link, accepts the disclosure, and signs (typed) or declines."""
-    signing.show_document(recipient_id, _token_hash(recipient_id), "page")
     signing.give_consent(recipient_id)
+    signing.show_document(recipient_id, _token_hash(recipient_id), "page")
     if refund.declined:
         signing.decline(recipient_id, refund.declined)
         return
