@@ -293,3 +293,27 @@ def test_a_job_waits_in_the_queue_then_a_real_rq_worker_makes_it(
     finally:
         conn.flushdb()
         conn.close()
+
+
+def test_an_export_whose_job_was_lost_is_asked_for_again(app, trail):
+    trail.event("auth.logout")
+    with app.app_context():
+        lost = RecordsExport(
+            public_id="c" * 32, kind="audit", filters={"event": "auth.logout"}, state="queued",
+            rows_done=0, size=0, requested_by_id=trail.officer.id,
+            created_at=clock.utcnow() - timedelta(minutes=30),
+        )  # fmt: skip
+        fresh = RecordsExport(
+            public_id="d" * 32, kind="audit", filters={}, state="queued", rows_done=0, size=0,
+            requested_by_id=trail.officer.id, created_at=clock.utcnow(),
+        )  # fmt: skip
+        db.session.add_all([lost, fresh])
+        db.session.commit()
+        assert exports.sweep_exports() == "1 asked for again"  # (jobs run inline here)
+        db.session.expire_all()
+        states = dict(
+            db.session.execute(select(RecordsExport.public_id, RecordsExport.state)).all()
+        )
+    assert states == {"c" * 32: "ready", "d" * 32: "queued"}
+    (recorded,) = audit_events(app, exports.EVENT)
+    assert recorded.data["rows"] == 1 and recorded.data["export"] == "c" * 32

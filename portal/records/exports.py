@@ -39,9 +39,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     delete,
     func,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -66,6 +68,8 @@ audit.add_labels({EVENT: "Records exported"})
 BATCH = 2000  # rows read in one short transaction
 PART_BYTES = 4 * 1024 * 1024  # a job's file is stored in encrypted parts of this size
 KEEP_DAYS = 7  # a job's file can be downloaded for this long
+STALE_QUEUED = timedelta(minutes=10)  # asked for, never started: the enqueue was lost
+RUN_TIMEOUT = 3 * 3600  # seconds a job may run (RQ stops it then)
 STATES = {
     "queued": "Waiting to start",
     "running": "Being made",
@@ -594,7 +598,7 @@ def _locked(export_id: int) -> RecordsExport | None:
     ).scalar_one_or_none()
 
 
-@jobs.job(queue="default", retry=(30, 300), timeout=3 * 3600)
+@jobs.job(queue="default", retry=(30, 300), timeout=RUN_TIMEOUT)
 def run(export_id: int) -> None:
     """Make a job's file (idempotent: a rerun after a crash starts the file again)."""
     export = _locked(export_id)
@@ -702,6 +706,37 @@ def recent(user: User, limit: int = 20) -> list[RecordsExport]:
             .limit(limit)
         ).scalars()
     )
+
+
+@jobs.periodic(every=300)
+def sweep_exports() -> str:
+    """Ask again for exports whose job was lost: queued for long (Redis was down when it was
+    asked for) or running past the job's timeout (its worker died). The row is the truth;
+    the queue only a nudge (``portal.jobs``)."""
+    now = clock.utcnow()
+    lost = list(
+        db.session.execute(
+            select(RecordsExport.id)
+            .where(
+                or_(
+                    and_(
+                        RecordsExport.state == "queued",
+                        RecordsExport.created_at < now - STALE_QUEUED,
+                    ),
+                    and_(
+                        RecordsExport.state == "running",
+                        RecordsExport.started_at < now - timedelta(seconds=RUN_TIMEOUT + 60),
+                    ),
+                )
+            )
+            .order_by(RecordsExport.id)
+            .limit(100)
+        ).scalars()
+    )
+    for export_id in lost:
+        jobs.enqueue(run, export_id)
+    db.session.commit()
+    return f"{len(lost)} asked for again"
 
 
 @jobs.periodic(every=3600)
