@@ -177,6 +177,7 @@ def test_search_fires_on_input_so_a_paste_searches(trail):
         ("staff=abc", "Choose the staff member from the list"),
         ("period=decade", "Choose the dates from the list of periods"),
         ("customer=" + "x" * 1_000_000, "The customer is longer than any real one"),
+        ("customer=an", "Type at least 3 characters of the customer's email or name"),
         ("ticket==HYPERLINK(%22http://x%22)", ""),
     ],
 )

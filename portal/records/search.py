@@ -44,6 +44,7 @@ from portal.records.keys import AuditRef
 PAGE_SIZE = 100
 COUNT_CAP = 10_000
 MAX_TEXT = 254  # longer than any email, name, ticket or IP we store: not a value to look for
+MIN_CUSTOMER = 3  # fewer would pick most envelopes (and a trigram index needs three)
 PUBLIC_ID = re.compile(r"^[0-9a-f]{32}$")
 
 PERIODS = {
@@ -72,6 +73,15 @@ def _text(args: Mapping[str, str], name: str, label: str, problems: list[str]) -
     if len(value) > MAX_TEXT:
         problems.append(f"{label} is longer than any real one ({len(value):,} characters); "
                         "it was left out.")  # fmt: skip
+        return ""
+    return value
+
+
+def _customer(args: Mapping[str, str], problems: list[str]) -> str:
+    value = _text(args, "customer", "The customer", problems)
+    if 0 < len(value) < MIN_CUSTOMER:
+        problems.append(f"Type at least {MIN_CUSTOMER} characters of the customer's email or "
+                        "name; it was left out.")  # fmt: skip
         return ""
     return value
 
@@ -164,7 +174,7 @@ class AuditQuery:
             period = ""
         return cls(
             envelope=envelope,
-            customer=_text(args, "customer", "The customer", problems),
+            customer=_customer(args, problems),
             staff=staff,
             event=event,
             ip=ip,
