@@ -24,6 +24,7 @@ from portal.documents.seal import check_seal
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
 from portal.records import demo
+from portal.records.periods import Period
 from tests.browser import Tab, no_sideways_scroll
 from tests.conftest import audit_events
 from tests.test_signing_browser import accessible
@@ -165,11 +166,20 @@ def test_officer_finds_exports_holds_and_watches_the_sweep_skip_the_hold(
     pdf = download.value.path().read_bytes()
     assert pdf.startswith(b"%PDF-")
     assert check_seal(pdf).outcome == "intact"
+    report = download.value.path()
+    desktop.goto("/verify")
+    page.get_by_label("Signed PDF (up to 30 MB)").set_input_files(str(report))
+    page.get_by_role("button", name="Check the document").click()
+    month = Period.of("last_month")
+    expect(page.locator("main")).to_contain_text("a report sealed by this portal, unchanged since")
+    expect(page.locator("main")).to_contain_text(
+        f"Compliance report {month.first:%Y-%m-%d} to {month.last:%Y-%m-%d}"
+    )
     kinds = [e.data["kind"] for e in audit_events(app, "records.exported")]
     assert kinds.count("audit") == 1 and kinds.count("envelopes") == 1 and len(kinds) == 3
 
     # Hold everything of Jordan's email.
-    records(page)
+    desktop.goto("/records/")
     page.get_by_role("link", name="Legal holds").click()
     page.get_by_role("link", name="Place a hold").first.click()
     page.get_by_label("Name").fill(HOLD)

@@ -39,6 +39,9 @@ _HUGE_SIGNATURE = re.compile(rb"/Contents\s*<[0-9A-Fa-f\s]{%d}" % MAX_SEAL_HEX)
 CHECK_CPU_SECONDS = 5.0
 CHECK_MEMORY_MB = 512
 _REPORT_REASON = re.compile(rb"/Reason\s*\(([ -'*-~]{1,200})\)")
+# A PDF literal string's escapes: the seal writer spells "-" as \055 ("2026-11-01").
+_ESCAPE = re.compile(rb"\\([0-7]{1,3}|.)")
+_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
 Outcome = Literal["verified", "modified", "unknown", "unreadable"]
 # The sealed file names its envelope in its info dictionary and in the seal's reason.
 _MARKERS = (
@@ -152,7 +155,16 @@ def verify_pdf(data: bytes) -> Verdict:
 def _report_name(data: bytes) -> str:
     """What a sealed report is, from its seal's reason (written by ``sealing.seal_report``)."""
     match = _REPORT_REASON.search(data)
-    return match.group(1).decode("ascii") if match else _("Report")
+    if not match:
+        return _("Report")
+
+    def unescape(escape: re.Match[bytes]) -> bytes:
+        code = escape.group(1)
+        if code[:1].isdigit():
+            return bytes([int(code, 8) & 0xFF])
+        return _ESCAPED.get(code, code)
+
+    return _ESCAPE.sub(unescape, match.group(1)).decode("ascii", "replace")
 
 
 def _not_ours() -> Verdict:

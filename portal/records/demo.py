@@ -5,7 +5,8 @@ completed last month and one declined, Amara Okafor one completed last month, Lu
 one completed the month before. They are sent, signed (or declined) and sealed the way a
 customer would, with the portal's clock (``portal.clock``) moved back to each moment for the
 duration: every row and audit event carries that time and the chain is appended in order, so
-``verify-audit`` passes. Seeding twice adds them once (their ticket references mark them).
+``verify-audit`` passes. Seeding twice adds them once (their ticket references mark them;
+a purge removes the ticket, so once all five are purged, seeding adds a fresh set).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _month_day(today: date, months_back: int, day: int) -> datetime:
 
 
 def seeded() -> bool:
-    """Whether the demo refunds exist (purged ones count: their tombstones keep the ticket)."""
+    """Whether demo refunds exist that still have their ticket (a purge removes it)."""
     stmt = select(Envelope.id).where(Envelope.ticket_id.like(f"{TICKET_PREFIX}%")).limit(1)
     return db.session.execute(stmt).first() is not None
 
