@@ -8,6 +8,7 @@ import hashlib
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -19,6 +20,7 @@ from portal.envelopes.operations import RecipientInput
 from portal.extensions import db
 from portal.library import operations as library
 from portal.records import holds
+from portal.storage import Blob
 from tests.conftest import audit_events, demo_agent, demo_template
 from tests.test_envelopes import REFUND_VALUES
 from tests.test_sealing import _sign
@@ -285,14 +287,19 @@ def test_hold_zip_holds_sealed_pdfs_sealed_reports_and_a_manifest_of_their_hashe
     assert second["sha256"] == hashlib.sha256(zipped).hexdigest()
 
 
-def test_a_big_hold_is_zipped_by_a_job_with_progress(app, sent, signed_in, monkeypatch):  # noqa: F811
+def _big_hold(app, sent, signed_in, monkeypatch):  # noqa: F811
+    """Two envelopes of one customer on hold, ZIPs built by a job; (portal, hold url, ids)."""
     first, _, _ = sent()
     second, _, _ = send_refund(app, "zoe@example.com")
     monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
     portal, _ = signed_in("compliance")
     done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
                   email="zoe@example.com")  # fmt: skip
-    hold_url = done.headers["Location"]
+    return portal, done.headers["Location"], {first, second}
+
+
+def test_a_big_hold_is_zipped_by_a_job_with_progress(app, sent, signed_in, monkeypatch):  # noqa: F811
+    portal, hold_url, ids = _big_hold(app, sent, signed_in, monkeypatch)
     started = portal.post(hold_url + "/export", follow_redirects=True)
     page = started.get_data(as_text=True)
     assert "The ZIP is being built" in page
@@ -303,7 +310,7 @@ def test_a_big_hold_is_zipped_by_a_job_with_progress(app, sent, signed_in, monke
     zipped = response.get_data()
     bundle = _zip_from(response)
     rows = _manifest(bundle)
-    assert {int(r["Envelope id"]) for r in rows} == {first, second}
+    assert {int(r["Envelope id"]) for r in rows} == ids
     event = audit_events(app, "records.exported")[-1]
     assert event.data["kind"] == "hold_zip" and event.data["rows"] == 2
     assert event.data["sha256"] == hashlib.sha256(zipped).hexdigest()
@@ -331,24 +338,24 @@ def test_built_zips_are_deleted_after_a_day(app, sent, signed_in, monkeypatch): 
 
     from portal import clock
 
-    sent()
-    send_refund(app, "zoe@example.com")
-    monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
-    portal, _ = signed_in("compliance")
-    done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
-                  email="zoe@example.com")  # fmt: skip
-    page = portal.post(done.headers["Location"] + "/export", follow_redirects=True)
+    portal, hold_url, _ids = _big_hold(app, sent, signed_in, monkeypatch)
+    page = portal.post(hold_url + "/export", follow_redirects=True)
     link = re.search(r'href="(/records/holds/\d+/exports/\d+\.zip)"', page.get_data(as_text=True))
     assert link
     with app.app_context():
         export = db.session.scalars(db.select(holds.HoldExport)).one()
-        path = holds.export_path(export)
-        assert path.exists()
+        parts = db.session.scalars(
+            db.select(holds.HoldExportPart.blob_id).where(
+                holds.HoldExportPart.export_id == export.id
+            )
+        ).all()
+        assert parts
         assert holds.sweep_exports() == "0 deleted"
         export.finished_at = clock.utcnow() - timedelta(hours=25)
         db.session.commit()
         assert holds.sweep_exports() == "1 deleted"
-        assert not path.exists()
+        assert db.session.scalars(db.select(holds.HoldExportPart)).all() == []
+        assert db.session.scalars(db.select(Blob).where(Blob.id.in_(parts))).all() == []
     gone = portal.client.get(link.group(1), follow_redirects=True)
     assert "That ZIP is not available (any more); export it again." in gone.get_data(as_text=True)
 
@@ -356,23 +363,19 @@ def test_built_zips_are_deleted_after_a_day(app, sent, signed_in, monkeypatch): 
 def test_a_zip_job_that_fails_says_why_and_leaves_no_file(app, sent, signed_in, monkeypatch):  # noqa: F811
     from portal.envelopes import sealing
 
-    sent()
-    send_refund(app, "zoe@example.com")
-    monkeypatch.setattr(holds, "INLINE_ENVELOPES", 1)
-
     def broken(_envelope):
         raise RuntimeError("The sealing certificate has expired.")
 
     monkeypatch.setattr(sealing, "audit_report", broken)
-    portal, _ = signed_in("compliance")
-    done = _place(portal, name="Zoe", case_ref="C", reason="R", scope="email",
-                  email="zoe@example.com")  # fmt: skip
-    page = portal.post(done.headers["Location"] + "/export", follow_redirects=True)
+    portal, hold_url, _ids = _big_hold(app, sent, signed_in, monkeypatch)
+    page = portal.post(hold_url + "/export", follow_redirects=True)
     text = page.get_data(as_text=True)
     assert "The ZIP could not be built: The sealing certificate has expired." in text
     assert "Download the ZIP" not in text
+    assert "Try again" in text and "hx-trigger" not in text.split('id="hold-export"')[1]
     with app.app_context():
-        assert list(holds.export_dir().glob("hold-*")) == []
+        assert db.session.scalars(db.select(holds.HoldExportPart)).all() == []
+        assert db.session.scalars(db.select(Blob).where(Blob.kind == "hold_export")).all() == []
     assert audit_events(app, "records.exported") == []
 
 
@@ -473,3 +476,183 @@ def test_an_officer_places_a_hold_from_a_search_in_chromium(app, sent, desktop, 
             other: ["Rivera v Shop"],
         }
     desktop.assert_clean()
+
+
+def test_a_built_zip_is_stored_encrypted_in_parts_and_streams_back(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+    monkeypatch,
+):
+    monkeypatch.setattr(holds, "PART_BYTES", 16 * 1024)
+    portal, hold_url, ids = _big_hold(app, sent, signed_in, monkeypatch)
+    page = portal.post(hold_url + "/export", follow_redirects=True).get_data(as_text=True)
+    link = re.search(r'href="(/records/holds/\d+/exports/\d+\.zip)"', page)
+    assert link, page
+    assert "kept a day, encrypted" in page
+    with app.app_context():
+        export = db.session.scalars(db.select(holds.HoldExport)).one()
+        parts = db.session.scalars(
+            db.select(holds.HoldExportPart)
+            .where(holds.HoldExportPart.export_id == export.id)
+            .order_by(holds.HoldExportPart.number)
+        ).all()
+        assert len(parts) >= 2  # several parts of 16 KB
+        blobs = [db.session.get(Blob, p.blob_id) for p in parts]
+        assert {b.kind for b in blobs} == {"hold_export"}
+        assert all(b.size <= 16 * 1024 for b in blobs)
+        for blob in blobs:  # no ZIP header, PDF or manifest text in what is stored
+            assert b"PK\x03\x04" not in blob.ciphertext and b"%PDF" not in blob.ciphertext
+            assert b"manifest.csv" not in blob.ciphertext
+        exports_dir = Path(app.instance_path) / "exports"
+        on_disk = list(exports_dir.glob("*")) if exports_dir.exists() else []
+        assert on_disk == []  # no plain file on disk
+        size, digest = export.size, export.sha256
+    response = portal.client.get(link.group(1))
+    assert response.headers["Content-Length"] == str(size)
+    zipped = response.get_data()
+    assert len(zipped) == size and hashlib.sha256(zipped).hexdigest() == digest
+    bundle = _zip_from(response)
+    assert bundle.testzip() is None
+    assert {int(r["Envelope id"]) for r in _manifest(bundle)} == ids
+
+
+def _export_page(portal, hold_url: str) -> str:
+    return portal.client.get(hold_url).get_data(as_text=True)
+
+
+def test_a_zip_job_whose_worker_was_killed_is_retried_then_failed_and_tried_again(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+    monkeypatch,
+):
+    from datetime import timedelta
+
+    from portal import clock
+
+    portal, hold_url, ids = _big_hold(app, sent, signed_in, monkeypatch)
+    hold_id = int(hold_url.rsplit("/", 1)[1])
+    try:
+        # A worker took the job, stored a part, and was killed (SIGKILL: nothing after it ran).
+        with app.app_context():
+            export = holds.HoldExport(hold_id=hold_id, requested_by_id=demo_agent().id,
+                                      state="running", total=2, done=1, runner="killed",
+                                      heartbeat_at=clock.utcnow(), attempts=1)  # fmt: skip
+            db.session.add(export)
+            db.session.flush()
+            blob = holds.storage.put(b"half a zip", kind="hold_export")
+            db.session.add(holds.HoldExportPart(export_id=export.id, number=1, blob_id=blob))
+            db.session.commit()
+            export_id = export.id
+            # its lease is live: another start of the job leaves it alone
+            assert holds.build_export(export_id) == "nothing to do"
+            assert holds.resume_stuck_exports() == "0 retried, 0 failed"
+        page = _export_page(portal, hold_url)
+        assert "Building the ZIP:" in page and 'hx-trigger="every 2s"' in page
+
+        clock.travel_to(clock.utcnow() + holds.STALE + timedelta(minutes=1))
+        page = _export_page(portal, hold_url)
+        assert "The ZIP stopped being built" in page and "Try again" in page
+        assert "hx-trigger" not in page.split('id="hold-export"')[1]  # polling stopped
+
+        with app.app_context():  # the sweeper asks again; the job (inline here) builds it
+            assert holds.resume_stuck_exports() == "1 retried, 0 failed"
+            export = db.session.get(holds.HoldExport, export_id)
+            assert (export.state, export.attempts, export.runner) == ("done", 2, None)
+            assert db.session.get(Blob, blob) is None  # the killed start's part is gone
+        page = _export_page(portal, hold_url)
+        link = re.search(r'href="(/records/holds/\d+/exports/\d+\.zip)"', page)
+        assert link and f"/exports/{export_id}.zip" in link.group(1)
+        bundle = _zip_from(portal.client.get(link.group(1)))
+        assert {int(r["Envelope id"]) for r in _manifest(bundle)} == ids
+
+        # One that keeps dying: after MAX_ATTEMPTS starts it fails with the reason.
+        with app.app_context():
+            stuck = holds.HoldExport(hold_id=hold_id, requested_by_id=demo_agent().id,
+                                     state="running", total=2, runner="killed",
+                                     heartbeat_at=clock.utcnow() - holds.STALE * 2,
+                                     attempts=holds.MAX_ATTEMPTS)  # fmt: skip
+            db.session.add(stuck)
+            db.session.commit()
+            stuck_id = stuck.id
+            assert holds.resume_stuck_exports() == "0 retried, 1 failed"
+            assert db.session.get(holds.HoldExport, stuck_id).state == "failed"
+        page = _export_page(portal, hold_url)
+        assert (f"The ZIP could not be built: the job building it stopped "
+                f"{holds.MAX_ATTEMPTS} times without finishing") in page  # fmt: skip
+        assert "Try again" in page and "hx-trigger" not in page.split('id="hold-export"')[1]
+
+        again = portal.post(hold_url + "/export", follow_redirects=True).get_data(as_text=True)
+        assert "Download the ZIP" in again
+        with app.app_context():
+            exported = [e for e in audit_events(app, "records.exported")
+                        if e.data["kind"] == "hold_zip"]  # fmt: skip
+            assert len(exported) == 2  # the retried job's ZIP and the one tried again
+    finally:
+        clock.reset()
+
+
+def test_asking_again_replaces_an_export_whose_job_stopped(app, sent, signed_in, monkeypatch):  # noqa: F811
+    from portal import clock
+
+    portal, hold_url, _ids = _big_hold(app, sent, signed_in, monkeypatch)
+    hold_id = int(hold_url.rsplit("/", 1)[1])
+    with app.app_context():  # queued, but no worker ever took it (a lost queue)
+        lost = holds.HoldExport(hold_id=hold_id, requested_by_id=demo_agent().id,
+                                state="queued", total=2,
+                                created_at=clock.utcnow() - holds.STALE * 2)  # fmt: skip
+        db.session.add(lost)
+        db.session.commit()
+        lost_id = lost.id
+    page = _export_page(portal, hold_url)
+    assert "The ZIP stopped being built" in page and "Try again" in page
+    again = portal.post(hold_url + "/export", follow_redirects=True).get_data(as_text=True)
+    assert "Download the ZIP" in again
+    with app.app_context():
+        lost = db.session.get(holds.HoldExport, lost_id)
+        assert lost.state == "failed" and lost.error == "its job stopped; it was exported again"
+        assert holds.resume_stuck_exports() == "0 retried, 0 failed"
+
+
+def test_the_envelope_page_says_which_holds_cover_it_in_one_statement(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+    make_staff,
+):
+    from tests.conftest import Portal
+    from tests.test_console_lists import counted
+
+    envelope_id, public_id, _ = sent()
+    portal, _officer = signed_in("compliance")
+    url = f"/envelopes/{public_id}"
+    with counted(app) as before:
+        page = portal.client.get(url).get_data(as_text=True)
+    assert "On legal hold" not in page
+
+    with app.app_context():
+        email = db.session.get(Envelope, envelope_id).recipients[0].email
+        chosen = _hold("envelopes", name="Refund dispute")
+        db.session.add(holds.LegalHoldEnvelope(hold_id=chosen.id, envelope_id=envelope_id))
+        by_email = _hold("email", name="Customer case", email=email.lower())
+        template_id = db.session.get(Envelope, envelope_id).version.template_id
+        by_template = _hold("template", name="Template audit", template_id=template_id)
+        released = _hold("email", name="Old matter", email=email.lower())
+        released.released_at = released.placed_at
+        db.session.commit()
+        ids = {h.name: h.id for h in (chosen, by_email, by_template)}
+    with counted(app) as after:
+        page = portal.client.get(url).get_data(as_text=True)
+    notice = page.split('id="envelope-holds"')[1].split("</p>")[0]
+    assert "On legal hold:" in notice and "Old matter" not in notice
+    for name, hold_id in ids.items():  # officers get a link to each hold's page
+        assert f'<a href="/records/holds/{hold_id}">{name}</a> (CASE-1)' in notice
+    assert len(after) == len(before)  # the same statements with three holds as with none
+
+    agent = Portal(app, app.test_client())  # another browser: an agent of the sender's team
+    assert agent.sign_in(make_staff("agent")).status_code == 302
+    page = agent.client.get(url).get_data(as_text=True)
+    notice = page.split('id="envelope-holds"')[1].split("</p>")[0]
+    assert "Customer case (CASE-1); Refund dispute (CASE-1); Template audit (CASE-1)" in notice
+    assert "/records/holds/" not in notice  # no link for agents (they get 403 there)

@@ -82,10 +82,13 @@ def upgrade():
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("done", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=True),
-        sa.Column("size", sa.Integer(), nullable=True),
+        sa.Column("size", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("runner", sa.String(length=32), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["hold_id"], ["legal_hold.id"], name=op.f("fk_hold_export_hold_id_legal_hold")
         ),
@@ -99,8 +102,26 @@ def upgrade():
     with op.batch_alter_table("hold_export", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_hold_export_hold_id"), ["hold_id"], unique=False)
 
+    # A built ZIP, stored encrypted in parts (portal.storage blobs), never as a plain file.
+    op.create_table(
+        "hold_export_part",
+        sa.Column("export_id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("blob_id", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["export_id"],
+            ["hold_export.id"],
+            name=op.f("fk_hold_export_part_export_id_hold_export"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["blob_id"], ["blob.id"], name=op.f("fk_hold_export_part_blob_id_blob")
+        ),
+        sa.PrimaryKeyConstraint("export_id", "number", name=op.f("pk_hold_export_part")),
+    )
+
 
 def downgrade():
+    op.drop_table("hold_export_part")
     with op.batch_alter_table("hold_export", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_hold_export_hold_id"))
     op.drop_table("hold_export")

@@ -31,6 +31,7 @@ from portal.extensions import db, read_only
 from portal.library import operations as library
 from portal.library.models import Template, TemplateVersion
 from portal.library.operations import sendable_templates
+from portal.records import holds
 
 bp = Blueprint("console", __name__)
 
@@ -245,6 +246,7 @@ def envelope(public_id: str) -> str:
         filled=timeline.filled(envelope),
         remind_every=ops.REMIND_NOW_EVERY,
         sees_access=current_user.has_role(Role.COMPLIANCE, Role.ADMIN),
+        legal_holds=holds.covering(envelope.id),
     )
     viewing.record_view(envelope, "page", current_user)
     return page

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -130,11 +138,8 @@ def hold_release(hold_id: int) -> Any:
     return redirect(url_for("records.hold_page", hold_id=hold_id), code=303)
 
 
-def send_and_delete(path: Path, name: str) -> Response:
-    """Send a temporary file and delete it: it is unlinked once opened (the open file stays
-    readable), so nothing is left behind whether or not the download finishes."""
-    handle = path.open("rb")
-    path.unlink(missing_ok=True)
+def send_open(handle: IO[bytes], name: str) -> Response:
+    """Send an anonymous temporary file (closed, and so gone, once sent)."""
     response = send_file(handle, mimetype="application/zip", as_attachment=True,
                          download_name=name)  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
@@ -152,8 +157,8 @@ def hold_export(hold_id: int) -> Any:
         flash("The hold covers no envelopes: there is nothing to export.", "error")
         return redirect(url_for("records.hold_page", hold_id=hold_id), code=303)
     if count <= holds.INLINE_ENVELOPES:
-        path, _rows = holds.build_now(hold, current_user)
-        return send_and_delete(path, holds.zip_name(hold))
+        handle, _rows = holds.build_now(hold, current_user)
+        return send_open(handle, holds.zip_name(hold))
     holds.request_export(hold, current_user, count)
     db.session.commit()
     flash("The ZIP is being built; it downloads from this page when ready.", "success")
@@ -181,14 +186,15 @@ def hold_export_progress(hold_id: int, export_id: int) -> str:
 @bp.get("/holds/<int:hold_id>/exports/<int:export_id>.zip")
 @officers_only
 def hold_export_download(hold_id: int, export_id: int) -> Any:
-    """A ZIP the job built (kept a day)."""
+    """A ZIP the job built (kept a day, stored encrypted): decrypted a part at a time."""
     hold = _hold_or_404(hold_id)
     export = _export_or_404(hold_id, export_id)
-    path = holds.export_path(export)
-    if export.state != "done" or not path.exists():
+    if export.state != "done":
         flash("That ZIP is not available (any more); export it again.", "error")
         return redirect(url_for("records.hold_page", hold_id=hold_id), code=303)
-    response = send_file(path, mimetype="application/zip", as_attachment=True,
-                         download_name=holds.zip_name(hold))  # fmt: skip
+    response = Response(stream_with_context(holds.download(export)), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{holds.zip_name(hold)}"'
+    if export.size is not None:
+        response.headers["Content-Length"] = str(export.size)
     response.headers["Cache-Control"] = "no-store"
     return response

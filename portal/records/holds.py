@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import json
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import IO, Any, cast
 
-from flask import current_app
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -33,13 +34,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     exists,
     false,
     func,
     or_,
     select,
     union_all,
-    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 from sqlalchemy.sql.selectable import CompoundSelect
@@ -128,21 +129,23 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
 
 
 def _covering(ids: list[int]) -> CompoundSelect:
-    """One statement: (envelope id, hold name) for each active hold covering one of ``ids``."""
+    """One statement: (envelope id, hold name, hold id, case reference) for each active hold
+    covering one of ``ids``."""
     active = LegalHold.released_at.is_(None)
+    hold = (LegalHold.name.label("name"), LegalHold.id.label("hold_id"), LegalHold.case_ref)
     chosen = (
-        select(LegalHoldEnvelope.envelope_id.label("envelope_id"), LegalHold.name.label("name"))
+        select(LegalHoldEnvelope.envelope_id.label("envelope_id"), *hold)
         .join(LegalHold, LegalHold.id == LegalHoldEnvelope.hold_id)
         .where(active, LegalHoldEnvelope.envelope_id.in_(ids))
     )
     by_template = (
-        select(Envelope.id.label("envelope_id"), LegalHold.name.label("name"))
+        select(Envelope.id.label("envelope_id"), *hold)
         .join(TemplateVersion, TemplateVersion.id == Envelope.template_version_id)
         .join(LegalHold, LegalHold.template_id == TemplateVersion.template_id)
         .where(active, LegalHold.scope == HoldScope.TEMPLATE.value, Envelope.id.in_(ids))
     )
     by_email = (
-        select(Recipient.envelope_id.label("envelope_id"), LegalHold.name.label("name"))
+        select(Recipient.envelope_id.label("envelope_id"), *hold)
         .join(LegalHold, LegalHold.email == func.lower(Recipient.email))
         .where(
             active,
@@ -165,9 +168,25 @@ def hold_reasons(envelope_ids: Collection[int]) -> dict[int, list[str]]:
     ):
         return {}
     for ids in _chunks(sorted(set(envelope_ids))):
-        for envelope_id, name in db.session.execute(_covering(ids)):
-            found.setdefault(int(envelope_id), set()).add(name)
+        for row in db.session.execute(_covering(ids)):
+            found.setdefault(int(row.envelope_id), set()).add(row.name)
     return {key: sorted(names) for key, names in found.items()}
+
+
+@dataclass(frozen=True)
+class Covering:
+    """An active hold covering an envelope, as the envelope page names it."""
+
+    id: int
+    name: str
+    case_ref: str
+
+
+def covering(envelope_id: int) -> list[Covering]:
+    """The active holds covering one envelope, by name (one statement)."""
+    found = {(row.hold_id, row.name, row.case_ref) for row in db.session.execute(
+        _covering([envelope_id]))}  # fmt: skip
+    return [Covering(*item) for item in sorted(found, key=lambda item: (item[1], item[0]))]
 
 
 def is_held(envelope_id: int) -> bool:
@@ -441,14 +460,13 @@ class Bundle:
         self._rows.close()
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, read in chunks."""
+def stream_sha256(handle: IO[bytes]) -> tuple[str, int]:
+    """SHA-256 and size of what is left to read in an open file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 
@@ -507,9 +525,10 @@ def write_hold_zip(
     return count
 
 
-def record_export(kind: str, by: User, filters: dict[str, Any], rows: int, path: Path) -> str:
+def record_export(
+    kind: str, by: User, filters: dict[str, Any], rows: int, digest: str, size: int
+) -> str:
     """``records.exported`` for a file made (its SHA-256 is returned)."""
-    digest, size = file_sha256(path)
     write_lock()
     audit.record(
         "records.exported",
@@ -526,10 +545,19 @@ def record_export(kind: str, by: User, filters: dict[str, Any], rows: int, path:
 # envelope's audit report is rendered and sealed: about a tenth of a second).
 INLINE_ENVELOPES = 25
 EXPORT_KEEP_HOURS = 24
+# A built ZIP is stored as encrypted blobs (``portal.storage``: AES-256-GCM under DATA_KEY,
+# outside the database) of this size, written as it is made and read back one at a time.
+PART_BYTES = 4 * 1024 * 1024
+# The job holds a lease (``runner`` and a heartbeat renewed after each batch of envelopes and
+# each stored part); a heartbeat older than this means its worker is gone.
+STALE = timedelta(minutes=10)
+MAX_ATTEMPTS = 3  # starts of one export (killed workers included) before it is marked failed
+RUNNING = ("queued", "running")
 
 
 class HoldExport(Model):
-    """A hold's ZIP built by a job: its progress, and the file once ready (kept a day)."""
+    """A hold's ZIP built by a job: its progress, its lease, and the file once ready (kept a
+    day, as encrypted parts)."""
 
     __tablename__ = "hold_export"
 
@@ -540,10 +568,13 @@ class HoldExport(Model):
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64))
-    size: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    runner: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     requested_by: Mapped[User] = relationship()
 
@@ -553,42 +584,57 @@ class HoldExport(Model):
             100 if self.state == "done" else int(100 * self.done / self.total) if self.total else 0
         )
 
+    @property
+    def stalled(self) -> bool:
+        """Queued or running, but no job has shown a sign of life for ``STALE``: its worker was
+        killed or no worker takes the queue (the sweeper retries it or marks it failed)."""
+        if self.state not in RUNNING:
+            return False
+        seen = self.heartbeat_at or self.created_at
+        return seen is None or clock.as_utc(seen) < clock.utcnow() - STALE
 
-def export_dir() -> Path:
-    path = Path(current_app.instance_path) / "exports"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
 
+class HoldExportPart(Model):
+    """One encrypted part of a built ZIP, in order."""
 
-def export_path(export: HoldExport) -> Path:
-    return export_dir() / f"hold-{export.hold_id}-export-{export.id}.zip"
+    __tablename__ = "hold_export_part"
+
+    export_id: Mapped[int] = mapped_column(ForeignKey("hold_export.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blob.id"))
 
 
 def zip_name(hold: LegalHold) -> str:
     return f"hold-{hold.id}-{clock.utcnow():%Y%m%d-%H%M}.zip"
 
 
-def build_now(hold: LegalHold, by: User) -> tuple[Path, int]:
-    """Build a (small) hold's ZIP into a temporary file at once, recorded as
-    ``records.exported``; the caller sends and then deletes the file."""
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the caller deletes it)
-        prefix="hold-", suffix=".zip", dir=export_dir(), delete=False
-    )
-    path = Path(handle.name)
+def build_now(hold: LegalHold, by: User) -> tuple[IO[bytes], int]:
+    """Build a (small) hold's ZIP at once into an anonymous temporary file (no name on disk,
+    gone when closed), recorded as ``records.exported``; the caller sends and closes it."""
+    handle = tempfile.TemporaryFile(prefix="hold-", suffix=".zip")  # noqa: SIM115 (caller closes)
     try:
-        with handle:
-            rows = write_hold_zip(hold, handle)
-        record_export("hold_zip", by, {"hold": hold.id, "name": hold.name}, rows, path)
+        rows = write_hold_zip(hold, handle)
+        handle.seek(0)
+        digest, size = stream_sha256(handle)
+        record_export("hold_zip", by, {"hold": hold.id, "name": hold.name}, rows, digest, size)
         db.session.commit()
+        handle.seek(0)
     except BaseException:
-        path.unlink(missing_ok=True)
+        handle.close()
         raise
-    return path, rows
+    return handle, rows
 
 
 def request_export(hold: LegalHold, by: User, total: int) -> HoldExport:
     """Ask for a hold's ZIP to be built by a job (in the caller's transaction)."""
     write_lock()
+    for stuck in db.session.scalars(
+        select(HoldExport).where(HoldExport.hold_id == hold.id, HoldExport.state.in_(RUNNING))
+    ):
+        if stuck.stalled:  # asked again: the new export replaces the one that stopped
+            _drop_parts(stuck.id)
+            stuck.state, stuck.runner, stuck.finished_at = "failed", None, clock.utcnow()
+            stuck.error = "its job stopped; it was exported again"
     export = HoldExport(hold_id=hold.id, requested_by_id=by.id, state="queued", total=total)
     db.session.add(export)
     db.session.flush()
@@ -596,49 +642,158 @@ def request_export(hold: LegalHold, by: User, total: int) -> HoldExport:
     return export
 
 
-def _progress(export_id: int, done: int) -> None:
-    db.session.execute(
-        update(HoldExport).where(HoldExport.id == export_id).values(done=done, state="running")
+class LeaseLost(RuntimeError):
+    """Another job took the export over (this one was thought dead): stop, change nothing."""
+
+
+def _locked_export(export_id: int) -> HoldExport | None:
+    write_lock()
+    return db.session.execute(
+        select(HoldExport).where(HoldExport.id == export_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _drop_parts(export_id: int) -> None:
+    blob_ids = list(
+        db.session.scalars(
+            select(HoldExportPart.blob_id).where(HoldExportPart.export_id == export_id)
+        )
     )
+    db.session.execute(delete(HoldExportPart).where(HoldExportPart.export_id == export_id))
+    for blob_id in blob_ids:
+        storage.delete(blob_id)
+
+
+def _claim(export_id: int, runner: str) -> bool:
+    """Take the export's lease unless it is finished or another live job holds it; a new
+    start drops what an earlier (killed) start stored."""
+    export = _locked_export(export_id)
+    now = clock.utcnow()
+    if export is None or export.state not in (*RUNNING, "failed"):
+        db.session.rollback()
+        return False
+    if export.runner and export.heartbeat_at and clock.as_utc(export.heartbeat_at) > now - STALE:
+        db.session.rollback()
+        return False
+    _drop_parts(export_id)
+    export.runner, export.heartbeat_at, export.state = runner, now, "running"
+    export.attempts += 1
+    export.done, export.error = 0, None
     db.session.commit()
+    return True
+
+
+def _beat(export_id: int, lease: str, **values: Any) -> HoldExport:
+    """Renew the lease (and set ``values``) in a locked, not yet committed transaction."""
+    export = _locked_export(export_id)
+    if export is None or export.runner != lease:
+        db.session.rollback()
+        raise LeaseLost(f"Hold export {export_id} was taken over by another job.")
+    export.heartbeat_at = clock.utcnow()
+    for name, value in values.items():
+        setattr(export, name, value)
+    return export
+
+
+class PartWriter(io.RawIOBase):
+    """A write-only, unseekable file (``zipfile`` then writes data descriptors) that stores
+    what is written as encrypted parts of ``PART_BYTES``, each in its own short transaction
+    that also renews the lease, and keeps the SHA-256 and size of the whole."""
+
+    def __init__(self, export_id: int, runner: str) -> None:
+        super().__init__()
+        self.export_id, self.runner = export_id, runner
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.parts = 0
+        self._buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._buffer += chunk
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        while len(self._buffer) >= PART_BYTES:
+            self._save(bytes(self._buffer[:PART_BYTES]))
+            del self._buffer[:PART_BYTES]
+        return len(chunk)
+
+    def finish(self) -> None:
+        if self._buffer:
+            self._save(bytes(self._buffer))
+            self._buffer.clear()
+
+    def _save(self, content: bytes) -> None:
+        db.session.rollback()  # end the batch's read (nothing was changed)
+        _beat(self.export_id, self.runner)
+        self.parts += 1
+        blob_id = storage.put(content, kind="hold_export")
+        db.session.add(HoldExportPart(export_id=self.export_id, number=self.parts, blob_id=blob_id))
+        db.session.commit()
 
 
 @jobs.job(queue="pdf", retry=(60, 300), timeout=6 * 3600)
 def build_export(export_id: int) -> str:
-    """Build a hold's ZIP into the instance's ``exports`` folder (a file, never in memory),
-    then record ``records.exported``. Idempotent: a finished export is left as it is; a rerun
-    after a crash starts the file again."""
-    export = db.session.get(HoldExport, export_id)
-    if export is None or export.state == "done":
+    """Build a hold's ZIP as encrypted parts (never a plain file, never whole in memory),
+    then record ``records.exported``. Takes the export's lease first: a finished export, or
+    one a live job is building, is left alone; a rerun after a killed worker starts again."""
+    runner = uuid.uuid4().hex
+    if not _claim(export_id, runner):
         return "nothing to do"
+    export = db.session.get(HoldExport, export_id)
+    assert export is not None
     hold = db.session.get(LegalHold, export.hold_id)
     assert hold is not None
     by = db.session.get(User, export.requested_by_id)
     assert by is not None
-    path = export_path(export)
-    partial = path.with_suffix(".part")
-    try:
-        with partial.open("wb") as handle:
-            rows = write_hold_zip(hold, handle, lambda done: _progress(export_id, done))
-        partial.replace(path)
-        digest = record_export("hold_zip", by, {"hold": hold.id, "name": hold.name}, rows, path)
-        export = db.session.get(HoldExport, export_id)
-        assert export is not None
-        export.state, export.done, export.total = "done", rows, rows
-        export.sha256, export.size = digest, path.stat().st_size
-        export.finished_at = clock.utcnow()
+    hold_id, hold_name = hold.id, hold.name
+    out = PartWriter(export_id, runner)
+
+    def progress(done: int) -> None:
+        _beat(export_id, runner, done=done)
         db.session.commit()
+
+    try:
+        rows = write_hold_zip(hold, cast(IO[bytes], out), progress)
+        out.finish()
+        digest = out.digest.hexdigest()
+        export = _beat(export_id, runner, state="done", done=rows, total=rows, sha256=digest,
+                       size=out.size, finished_at=clock.utcnow(), runner=None)  # fmt: skip
+        record_export("hold_zip", by, {"hold": hold_id, "name": hold_name}, rows, digest, out.size)
+        db.session.commit()
+    except LeaseLost:
+        db.session.rollback()
+        return "taken over by another job"
     except Exception as exc:
         db.session.rollback()
-        partial.unlink(missing_ok=True)
-        db.session.execute(
-            update(HoldExport)
-            .where(HoldExport.id == export_id)
-            .values(state="failed", error=str(exc)[:500] or type(exc).__name__)
-        )
+        export = _locked_export(export_id)
+        if export is not None and export.runner == runner:
+            _drop_parts(export_id)
+            export.state, export.runner = "failed", None
+            export.error = str(exc)[:500] or type(exc).__name__
+            export.finished_at = clock.utcnow()
         db.session.commit()
         raise
     return f"{rows} envelopes"
+
+
+def download(export: HoldExport) -> Iterator[bytes]:
+    """A built ZIP's bytes, one decrypted part at a time (each part its own short read)."""
+    blob_ids = list(
+        db.session.scalars(
+            select(HoldExportPart.blob_id)
+            .where(HoldExportPart.export_id == export.id)
+            .order_by(HoldExportPart.number)
+        )
+    )
+    db.session.rollback()
+    for blob_id in blob_ids:
+        content = storage.get(blob_id)
+        db.session.rollback()
+        yield content
 
 
 def latest_export(hold: LegalHold) -> HoldExport | None:
@@ -656,11 +811,51 @@ def sweep_exports() -> str:
     cutoff = clock.utcnow() - timedelta(hours=EXPORT_KEEP_HOURS)
     old = list(
         db.session.scalars(
-            select(HoldExport).where(HoldExport.state == "done", HoldExport.finished_at < cutoff)
+            select(HoldExport.id).where(HoldExport.state == "done", HoldExport.finished_at < cutoff)
         )
     )
-    for export in old:
-        export_path(export).unlink(missing_ok=True)
-        export.state = "expired"
-    db.session.commit()
+    db.session.rollback()
+    for export_id in old:
+        export = _locked_export(export_id)
+        if export is not None and export.state == "done":
+            _drop_parts(export_id)
+            export.state = "expired"
+        db.session.commit()
     return f"{len(old)} deleted"
+
+
+@jobs.periodic(every=60)
+def resume_stuck_exports() -> str:
+    """Exports whose job stopped (a killed worker, a lost queue): asked again while they have
+    starts left, else failed with the reason, so the hold page stops waiting."""
+    cutoff = clock.utcnow() - STALE
+    stale = or_(
+        HoldExport.heartbeat_at < cutoff,
+        HoldExport.heartbeat_at.is_(None) & (HoldExport.created_at < cutoff),
+    )
+    ids = list(
+        db.session.scalars(select(HoldExport.id).where(HoldExport.state.in_(RUNNING), stale))
+    )
+    db.session.rollback()
+    retried = failed = 0
+    for export_id in ids:
+        export = _locked_export(export_id)
+        if export is None or not export.stalled:
+            db.session.rollback()
+            continue
+        seen = clock.as_utc(export.heartbeat_at or export.created_at)
+        export.runner = None
+        if export.attempts >= MAX_ATTEMPTS:
+            _drop_parts(export_id)
+            export.state, export.finished_at = "failed", clock.utcnow()
+            export.error = (
+                f"the job building it stopped {export.attempts} times without finishing "
+                f"(last sign of life {seen:%Y-%m-%d %H:%M} UTC)"
+            )
+            failed += 1
+        else:
+            export.state, export.heartbeat_at = "queued", clock.utcnow()
+            jobs.enqueue(build_export, export_id)
+            retried += 1
+        db.session.commit()
+    return f"{retried} retried, {failed} failed"

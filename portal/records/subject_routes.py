@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from portal.extensions import db, read_only
 from portal.records import bp, holds, officers_only, subjects
-from portal.records.hold_routes import send_and_delete
+from portal.records.hold_routes import send_open
 
 
 def _page(email: str = "", status: int = 200, **context: Any) -> tuple[str, int]:
@@ -49,11 +49,11 @@ def subject_export() -> Any:
     """Everything held about the customer as a ZIP (recorded as ``subject.exported``)."""
     raw = request.form.get("email", "")
     try:
-        path, _count = subjects.export(raw, current_user)
+        handle, _count = subjects.export(raw, current_user)
     except holds.HoldError as exc:
         db.session.rollback()
         return _page(raw[:254], 422, error=str(exc))
-    return send_and_delete(path, "data-subject-export.zip")
+    return send_open(handle, "data-subject-export.zip")
 
 
 @bp.post("/subject/erase")
