@@ -249,3 +249,88 @@ def test_a_purge_that_fails_is_reported_and_the_others_go_on(app, sent, signed_i
         broken: False,
         fine: True,
     }
+
+
+def test_export_has_every_event_of_theirs_and_nothing_of_the_other_recipient(
+    app,
+    sent,  # noqa: F811
+    signed_in,
+):
+    """A shared envelope (the customer, then an account manager): their export has what they
+    did, what was done about them (mail to them, a bounce, a corrected address) and the
+    envelope's own events; not what the manager did or had done to them, nor staff views."""
+    from portal import audit, mail
+    from portal.library import operations as library
+    from tests.conftest import demo_template
+
+    with app.app_context():
+        version = library.approved_version(demo_template("Service-change addendum"))
+        values = {k.key: k.sample for k in library.merge_keys(version)}
+        envelope, _ = envelopes.create_and_send(
+            version,
+            values,
+            [
+                envelopes.RecipientInput(role="customer", name="Zoë Łukasiewicz",
+                                         email="zoe@example.com"),
+                envelopes.RecipientInput(role="account_manager", name="Sam Manager",
+                                         email="sam@example.com"),
+            ],
+            by=demo_agent(),
+        )  # fmt: skip
+        envelope_id, public_id = envelope.id, envelope.public_id
+        zoe, sam = envelope.recipients
+        zoe_id, sam_id = zoe.id, sam.id
+        to_zoe = db.session.scalars(
+            select(mail.Message).where(mail.Message.recipient_id == zoe_id)
+        ).first()
+        assert to_zoe is not None
+        mail.mark_bounced(to_zoe, "550 mailbox unavailable")
+        db.session.commit()
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "198.51.100.7"}):
+        zoe = db.session.get(Recipient, zoe_id)
+        audit.record("recipient.document_viewed", actor=zoe, subject=zoe.envelope,
+                     data={"page": 1})  # fmt: skip
+        db.session.commit()
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.99"}):
+        sam = db.session.get(Recipient, sam_id)
+        audit.record("recipient.opened", actor=sam, subject=sam.envelope)
+        db.session.commit()
+        envelopes.correct_email(db.session.get(Recipient, sam_id), "samuel@example.com",
+                                by=demo_agent())  # fmt: skip
+    portal, _ = signed_in("compliance")
+    assert portal.client.get(f"/envelopes/{public_id}").status_code == 200  # a staff view
+
+    response = portal.post("/records/subject/export", {"email": "zoe@example.com"})
+    assert response.status_code == 200
+    bundle = zipfile.ZipFile(io.BytesIO(response.get_data()))
+    response.close()
+    document = bundle.read("data.json").decode()
+    (shared,) = json.loads(document)["envelopes"]
+    assert shared["id"] == envelope_id
+    names = [e["event"] for e in shared["events"]]
+    for expected in ("envelope.created", "envelope.sent", "mail.bounced",
+                     "recipient.document_viewed"):  # fmt: skip
+        assert expected in names, (expected, names)
+    assert "recipient.opened" not in names  # the manager's
+    assert "envelope.recipient_corrected" not in names  # the manager's address
+    assert "envelope.viewed" not in names  # staff's activity
+    for event in shared["events"]:
+        data = event["data"] or {}
+        assert (
+            data.get("recipient_id", zoe_id) == zoe_id and data.get("recipient", zoe_id) == zoe_id
+        )
+    bounced = next(e for e in shared["events"] if e["event"] == "mail.bounced")
+    assert bounced["data"]["recipient_id"] == zoe_id and bounced["data"]["to"] == "z***@example.com"
+    viewed = next(e for e in shared["events"] if e["event"] == "recipient.document_viewed")
+    assert viewed["ip"] == "198.51.100.7"
+    created = next(e for e in shared["events"] if e["event"] == "envelope.created")
+    assert [r["role"] for r in created["data"]["recipients"]] == ["customer"]
+    assert created["ip"] is None  # the agent's address is not theirs
+    everything = document + bundle.read("events.csv").decode("utf-8-sig")
+    for other in ("s***@example.com", "Sam Manager", "sam@example.com", "203.0.113.99"):
+        assert other not in everything, other
+    with app.app_context():  # the envelope's trail does hold all of it (read through reveal)
+        trail = [e for e in audit_events(app) if e.subject_id == str(envelope_id)]
+        assert {"recipient.opened", "envelope.recipient_corrected", "envelope.viewed"} <= {
+            e.event for e in trail
+        }

@@ -12,14 +12,13 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
-from portal import audit, clock, exports, storage
+from portal import audit, clock, exports, mail, storage
 from portal.accounts.models import User
 from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
@@ -135,23 +134,75 @@ def _values(recipient_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     return found
 
 
-def _events(recipients: Sequence[Recipient]) -> list[audit.Revealed]:
-    """Their events: those each of their recipient rows did (read through ``audit.reveal``)."""
-    if not recipients:
-        return []
-    pairs = [
-        and_(
-            audit.AuditEvent.subject_type == "envelope",
-            audit.AuditEvent.subject_id == str(r.envelope_id),
-            audit.AuditEvent.actor_type == "recipient",
-            audit.AuditEvent.actor_id == str(r.id),
-        )
-        for r in recipients
-    ]
+# Events about the whole envelope that concern each of its recipients: kept in their export,
+# without the acting staff member's IP and browser, and (``envelope.created``) with only their
+# own entry of the recipients' list.
+ENVELOPE_WIDE = frozenset(
+    {
+        "envelope.created", "envelope.sent", "envelope.expired", "envelope.voided",
+        "envelope.completed", "envelope.sealed", "envelope.purged",
+    }
+)  # fmt: skip
+
+
+def _named_recipient(data: dict[str, Any]) -> int | None:
+    """The recipient an event's data is about (``recipient_id`` or ``recipient``), if any."""
+    for key in ("recipient_id", "recipient"):
+        value = data.get(key)
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return int(value)
+    return None
+
+
+def _concerning(item: audit.Revealed, theirs: Sequence[Recipient]) -> audit.Revealed | None:
+    """The event as their export shows it, or None when it does not concern them: what their
+    recipient rows did (in full); what was done about them (mail to them, codes, bounces, a
+    lockout, a corrected address: without the acting staff member's IP and browser); events
+    of the whole envelope (the same, and only their entry in its list of recipients). What
+    other recipients did or had done to them, and staff's own activity (views, notices to
+    the sender), is left out."""
+    ids = {r.id for r in theirs}
+    event = item.event
+    if event.actor_type == "recipient":
+        actor = event.actor_id or ""
+        return item if actor.isdigit() and int(actor) in ids else None
+    named = _named_recipient(item.data)
+    if named is None and event.event not in ENVELOPE_WIDE:
+        return None
+    if named is not None and named not in ids:
+        return None
+    data = dict(item.data)
+    if isinstance(data.get("recipients"), list):
+        own = {(mail.mask_address(r.email), r.role) for r in theirs}
+        data["recipients"] = [
+            entry for entry in data["recipients"]
+            if isinstance(entry, dict) and (entry.get("email"), entry.get("role")) in own
+        ]  # fmt: skip
+    return replace(item, data=data, ip=None, user_agent=None, actor_label=None)
+
+
+def _events(
+    envelopes: Sequence[Envelope], mine: dict[int, list[Recipient]]
+) -> dict[int, list[audit.Revealed]]:
+    """Envelope id -> the events of it that concern them (``_concerning``), oldest first, read
+    through ``audit.reveal`` (one statement for the batch of envelopes)."""
+    found: dict[int, list[audit.Revealed]] = {e.id: [] for e in envelopes}
+    if not envelopes:
+        return found
     rows = db.session.scalars(
-        select(audit.AuditEvent).where(or_(*pairs)).order_by(audit.AuditEvent.seq)
+        select(audit.AuditEvent)
+        .where(
+            audit.AuditEvent.subject_type == "envelope",
+            audit.AuditEvent.subject_id.in_([str(e.id) for e in envelopes]),
+        )
+        .order_by(audit.AuditEvent.seq)
     )
-    return audit.reveal(rows)
+    for item in audit.reveal(rows):
+        envelope_id = int(item.event.subject_id or 0)
+        shown = _concerning(item, mine.get(envelope_id, []))
+        if shown is not None:
+            found[envelope_id].append(shown)
+    return found
 
 
 def _event_row(item: audit.Revealed) -> list[Any]:
@@ -204,9 +255,10 @@ def write_export(email: str, out: Any) -> int:
             reasons = holds.hold_reasons(ids)
             mine = {e.id: _theirs(e, email) for e in envelopes}
             values = _values([r.id for rs in mine.values() for r in rs])
+            events = _events(envelopes, mine)
             for envelope in envelopes:
                 theirs = mine[envelope.id]
-                revealed = _events(theirs)
+                revealed = events[envelope.id]
                 collected.envelopes.append(
                     _envelope_data(envelope, theirs, values, reasons, revealed)
                 )
@@ -235,18 +287,16 @@ def _csv(header: Sequence[str], rows: list[list[Any]]) -> bytes:
     return b"".join(exports.csv_stream(header, rows))
 
 
-def export(email: str, by: User) -> tuple[Path, int]:
-    """Build the customer's ZIP into a temporary file and record ``subject.exported``; the
-    caller sends and deletes the file."""
+def export(email: str, by: User) -> tuple[IO[bytes], int]:
+    """Build the customer's ZIP into an anonymous temporary file (no name on disk, gone once
+    closed) and record ``subject.exported``; the caller sends and closes it."""
     wanted = holds.customer_email(email)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the caller deletes it)
-        prefix="subject-", suffix=".zip", dir=holds.export_dir(), delete=False
-    )
-    path = Path(handle.name)
+    handle = tempfile.TemporaryFile(prefix="subject-", suffix=".zip")  # noqa: SIM115
     try:
-        with handle:
-            count = write_export(wanted, handle)
-        digest, size = holds.file_sha256(path)
+        count = write_export(wanted, handle)
+        handle.seek(0)
+        digest, size = holds.stream_sha256(handle)
+        handle.seek(0)
         write_lock()
         audit.record(
             "subject.exported",
@@ -257,9 +307,9 @@ def export(email: str, by: User) -> tuple[Path, int]:
         )  # fmt: skip
         db.session.commit()
     except BaseException:
-        path.unlink(missing_ok=True)
+        handle.close()
         raise
-    return path, count
+    return handle, count
 
 
 # ---------------------------------------------------------------- erasure
