@@ -20,12 +20,13 @@ from portal import clock
 from portal.accounts.models import User
 from portal.envelopes import operations as envelopes
 from portal.envelopes.checks import SendOptions
-from portal.envelopes.models import Envelope, Recipient
+from portal.envelopes.links import token_digest
+from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library import operations as library
 from portal.library.models import Template
+from portal.signing import access, values
 from portal.signing import operations as signing
-from portal.signing import values
 
 TICKET_PREFIX = "DEMO-REFUND-"
 TEMPLATE = "Refund authorization"
@@ -79,7 +80,7 @@ def seeded() -> bool:
     return db.session.execute(stmt).first() is not None
 
 
-def _send(refund: Refund, number: int, agent: User) -> tuple[int, int]:
+def _send(refund: Refund, number: int, agent: User) -> tuple[int, int, str]:
     template = db.session.execute(
         select(Template).where(Template.name == TEMPLATE, Template.team_id == agent.team_id)
     ).scalar_one()
@@ -96,7 +97,7 @@ def _send(refund: Refund, number: int, agent: User) -> tuple[int, int]:
         "refund.method": "card",
         "refund.reason": refund.reason,
     }
-    envelope, _links = envelopes.create_and_send(
+    envelope, links = envelopes.create_and_send(
         version,
         merge,
         [envelopes.RecipientInput("customer", person.name, person.email, person.phone)],
@@ -104,13 +105,16 @@ def _send(refund: Refund, number: int, agent: User) -> tuple[int, int]:
         ticket_id=f"{TICKET_PREFIX}{number}",
         options=SendOptions(message=f"Hello {person.name}, here is the refund we agreed."),
     )
-    return envelope.id, envelope.recipients[0].id
+    recipient_id = envelope.recipients[0].id
+    return envelope.id, recipient_id, links[recipient_id].rsplit("/", 1)[-1]
 
 
-def _finish(refund: Refund, envelope_id: int, recipient_id: int) -> None:
-    """The customer opens the link, accepts the disclosure, and signs (typed) or declines."""
+def _finish(refund: Refund, envelope_id: int, recipient_id: int, token: str) -> None:
+    """The customer opens the link, accepts the disclosure, sees the document, and signs
+    (typed) or declines."""
+    access.open_link(token)
     signing.give_consent(recipient_id)
-    signing.show_document(recipient_id, _token_hash(recipient_id), "page")
+    signing.show_document(recipient_id, token_digest(token), "page")
     if refund.declined:
         signing.decline(recipient_id, refund.declined)
         return
@@ -123,11 +127,6 @@ def _finish(refund: Refund, envelope_id: int, recipient_id: int) -> None:
     signing.sign(recipient_id, checked, "typed")
 
 
-def _token_hash(recipient_id: int) -> str | None:
-    recipient = db.session.get(Recipient, recipient_id)
-    return recipient.token_hash if recipient else None
-
-
 def seed(agent: User) -> int:
     """Send and end the demo refunds unless they exist; returns how many were added."""
     if seeded():
@@ -137,9 +136,9 @@ def seed(agent: User) -> int:
         for number, refund in enumerate(REFUNDS, start=1):
             sent_at = _month_day(today, refund.months_back, refund.day)
             clock.travel_to(sent_at)
-            envelope_id, recipient_id = _send(refund, number, agent)
+            envelope_id, recipient_id, token = _send(refund, number, agent)
             clock.travel_to(sent_at + timedelta(hours=3, minutes=7 * number))
-            _finish(refund, envelope_id, recipient_id)
+            _finish(refund, envelope_id, recipient_id, token)
             db.session.expire_all()
     finally:
         clock.reset()
