@@ -515,6 +515,9 @@ def test_a_built_zip_is_stored_encrypted_in_parts_and_streams_back(
     bundle = _zip_from(response)
     assert bundle.testzip() is None
     assert {int(r["Envelope id"]) for r in _manifest(bundle)} == ids
+    (fetched,) = audit_events(app, "records.export_downloaded")  # access is recorded
+    assert fetched.data["kind"] == "hold_zip" and fetched.data["sha256"] == digest
+    assert fetched.actor_type == "user" and fetched.subject_type == "legal_hold"
 
 
 def _export_page(portal, hold_url: str) -> str:
@@ -613,6 +616,36 @@ def test_asking_again_replaces_an_export_whose_job_stopped(app, sent, signed_in,
         lost = db.session.get(holds.HoldExport, lost_id)
         assert lost.state == "failed" and lost.error == "its job stopped; it was exported again"
         assert holds.resume_stuck_exports() == "0 retried, 0 failed"
+
+
+def test_an_export_no_worker_takes_is_asked_again_then_failed(app, sent, signed_in, monkeypatch):  # noqa: F811
+    from portal import clock, jobs
+
+    portal, hold_url, _ids = _big_hold(app, sent, signed_in, monkeypatch)
+    hold_id = int(hold_url.rsplit("/", 1)[1])
+    asked: list[tuple] = []
+    monkeypatch.setattr(jobs, "enqueue", lambda func, *args: asked.append((func, args)))
+    with app.app_context():  # no worker runs the pdf queue: nothing ever starts it
+        lost = holds.HoldExport(hold_id=hold_id, requested_by_id=demo_agent().id,
+                                state="queued", total=2,
+                                created_at=clock.utcnow() - holds.STALE * 2)  # fmt: skip
+        db.session.add(lost)
+        db.session.commit()
+        lost_id = lost.id
+        try:
+            for _ in range(holds.MAX_ATTEMPTS - 1):
+                assert holds.resume_stuck_exports() == "1 retried, 0 failed"
+                clock.travel_to(clock.utcnow() + holds.STALE * 2)
+            assert holds.resume_stuck_exports() == "0 retried, 1 failed"
+        finally:
+            clock.reset()
+        assert asked == [(holds.build_export, (lost_id,))] * (holds.MAX_ATTEMPTS - 1)
+        lost = db.session.get(holds.HoldExport, lost_id)
+        assert lost.state == "failed" and lost.error.startswith(
+            f"no worker took the job in {holds.MAX_ATTEMPTS} tries"
+        )
+    page = _export_page(portal, hold_url)
+    assert "The ZIP could not be built: no worker took the job" in page and "Try again" in page
 
 
 def test_the_envelope_page_says_which_holds_cover_it_in_one_statement(

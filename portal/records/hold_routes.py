@@ -192,8 +192,13 @@ def hold_export_download(hold_id: int, export_id: int) -> Any:
     if export.state != "done":
         flash("That ZIP is not available (any more); export it again.", "error")
         return redirect(url_for("records.hold_page", hold_id=hold_id), code=303)
+    export_id, name = export.id, holds.zip_name(hold)
+    # A GET that writes: the lock only for the access event (the parts are read afterwards).
+    holds.record_download(export, current_user._get_current_object())
+    db.session.commit()
+    export = _export_or_404(hold_id, export_id)
     response = Response(stream_with_context(holds.download(export)), mimetype="application/zip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{holds.zip_name(hold)}"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     if export.size is not None:
         response.headers["Content-Length"] = str(export.size)
     response.headers["Cache-Control"] = "no-store"

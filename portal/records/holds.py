@@ -796,6 +796,20 @@ def download(export: HoldExport) -> Iterator[bytes]:
         yield content
 
 
+DOWNLOADED = "records.export_downloaded"  # (the records exports' event: access is access)
+
+
+def record_download(export: HoldExport, by: User) -> None:
+    """A built ZIP fetched: ``records.export_downloaded`` (the access audit counts it), in a
+    writing transaction of its own; the caller commits, then streams the parts."""
+    data = {"export": f"hold-{export.hold_id}-{export.id}", "kind": "hold_zip",
+            "hold": export.hold_id, "sha256": export.sha256}  # fmt: skip
+    hold_id = export.hold_id
+    write_lock()
+    hold = db.session.get(LegalHold, hold_id)
+    audit.record(DOWNLOADED, actor=by, subject=hold, data=data)
+
+
 def latest_export(hold: LegalHold) -> HoldExport | None:
     return db.session.scalar(
         select(HoldExport)
@@ -844,12 +858,18 @@ def resume_stuck_exports() -> str:
             db.session.rollback()
             continue
         seen = clock.as_utc(export.heartbeat_at or export.created_at)
+        never_started = export.state == "queued"
+        if never_started:  # no worker took it: asking again counts as a start
+            export.attempts += 1
         export.runner = None
         if export.attempts >= MAX_ATTEMPTS:
             _drop_parts(export_id)
             export.state, export.finished_at = "failed", clock.utcnow()
             export.error = (
-                f"the job building it stopped {export.attempts} times without finishing "
+                f"no worker took the job in {export.attempts} tries (is the pdf queue's "
+                f"worker running?)"
+                if never_started
+                else f"the job building it stopped {export.attempts} times without finishing "
                 f"(last sign of life {seen:%Y-%m-%d %H:%M} UTC)"
             )
             failed += 1
