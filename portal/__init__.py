@@ -37,6 +37,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # Deleted content is overwritten in the file, not left in free pages (purges must leave no
+    # personal data behind; see records.purge.forget_on_disk for the write-ahead log).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

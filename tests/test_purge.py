@@ -194,6 +194,15 @@ def test_purge_leaves_no_personal_data_of_the_recipients_anywhere(seeded, runner
         result = runner_for(app).invoke(args=["portal", "verify-audit"])
     assert result.exit_code == 0, result.output
     assert "Audit chain intact" in result.output
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        # Nor in the database's files: freed pages are overwritten and the log emptied.
+        path = Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"))
+        on_disk = b"".join(
+            f.read_bytes() for f in (path, path.with_name(path.name + "-wal")) if f.exists()
+        )
+        assert len(on_disk) > 100_000  # (the database is there)
+        assert [w for w in (ZOE["email"], ZOE["name"]) if w.encode() in on_disk] == []
+        assert KAI["email"].encode() in on_disk  # (the check can find what is kept)
 
 
 def test_purge_keeps_blobs_a_template_or_another_envelope_uses(seeded):

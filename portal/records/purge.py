@@ -24,6 +24,8 @@ dates, SHA-256 of the original and of the sealed file, the policy and ``purged_a
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,8 @@ from portal.library.models import TemplateVersion
 from portal.records import keys
 from portal.records.holds import LegalHold, hold_reasons
 from portal.records.retention import Action, RetentionPolicy, RetentionReview
+
+log = logging.getLogger(__name__)
 
 PURGED_NAME = "(purged)"
 
@@ -289,3 +293,29 @@ def purge_envelope(
     )
     _step("recorded")
     db.session.commit()
+    forget_on_disk()
+
+
+def forget_on_disk() -> None:
+    """On SQLite, copy the write-ahead log into the database file and empty it: until then the
+    log still holds the pages as they were before the purge (with ``secure_delete`` on, freed
+    pages of the file itself are overwritten). Waits at most 2 s for readers; a later purge or
+    SQLite's own checkpoint finishes it otherwise. (PostgreSQL: old row versions go at the
+    next VACUUM, which autovacuum runs.)"""
+    if db.engine.dialect.name != "sqlite":
+        return
+    raw = db.engine.raw_connection()  # the driver's: no transaction around the pragma
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA busy_timeout=2000")
+        try:
+            busy, _log_pages, _copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+        if busy:
+            log.info("The write-ahead log is still in use; it is emptied at a later checkpoint")
+    except sqlite3.Error:
+        log.warning("Could not checkpoint the write-ahead log after a purge", exc_info=True)
+    finally:
+        raw.close()
