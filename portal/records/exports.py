@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 EVENT = "records.exported"
 audit.add_labels({EVENT: "Records exported"})
 
-BATCH = 2000  # rows read in one short transaction
+BATCH = 1000  # rows read in one short transaction (memory: a few MB whatever the size)
 PART_BYTES = 4 * 1024 * 1024  # a job's file is stored in encrypted parts of this size
 KEEP_DAYS = 7  # a job's file can be downloaded for this long
 STALE_QUEUED = timedelta(minutes=10)  # asked for, never started: the enqueue was lost
