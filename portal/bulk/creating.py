@@ -33,7 +33,7 @@ from flask import current_app
 from markupsafe import escape
 from sqlalchemy import Table, func, select
 
-from portal import audit, clock, jobs, mail
+from portal import audit, clock, inserts, jobs, mail
 from portal.accounts import credentials
 from portal.accounts.models import User
 from portal.bulk.models import BulkBatch, RowState, mark_rows
@@ -157,6 +157,37 @@ class ChunkCreator:
         ]
         self.first = {r.role for r in links.active_now(shell)}  # who gets a link at once
         shell.recipients = []
+        # What every row's envelope and events share, read off the ORM objects once.
+        self.actor = by.audit_ref
+        self.routing = str(self.settings.get("routing") or "sequential")
+        self.default_auth = str(self.settings.get("default_auth") or "link")
+        self.shared = {
+            "template_version_id": version.id,
+            "retention_policy_id": version.retention_policy_id,  # (None: the default)
+            "team_id": self.team_id,
+            "created_by_id": by.id,
+            "title": self.title,
+            "status": EnvelopeStatus.SENT.value,
+            "routing": self.routing,
+            "settings": self.settings,
+            "page_count": version.page_count,
+            "pages": self.pages,
+            "images_status": "pending" if self.authored else version.images_status,
+            "images_attempts": 0,
+            "seal_attempts": 0,
+        }
+        self.options = {
+            "expiry_days": self.settings.get("expiry_days"),
+            "reminder_every_hours": self.settings.get("reminder_every_hours"),
+            "reminder_max": self.settings.get("reminder_max"),
+            "personal_message": False,
+            "cc": 0,
+        }
+        self.version_number = version.number
+        self.batch_public_id = batch.public_id
+        self.document: sending.StoredDocument | None = None
+        if not self.authored and version.source_blob_id and version.source_sha256:
+            self.document = sending.StoredDocument(version.source_blob_id, version.source_sha256)
 
     def create(self, rows: Sequence[Any], codes: Mapping[int, Mapping[str, str]]) -> Outcome:
         """Create one envelope per row (a row whose values are refused fails, with why)."""
@@ -186,9 +217,9 @@ class ChunkCreator:
     def _document(self, values: Mapping[str, str]) -> sending.StoredDocument:
         """The document as stored: the template's own for an uploaded PDF."""
         if not self.authored:
-            if not self.version.source_blob_id or not self.version.source_sha256:
+            if self.document is None:
                 raise EnvelopeError("This template has no document.")
-            return sending.StoredDocument(self.version.source_blob_id, self.version.source_sha256)
+            return self.document
         return sending.store_document(self.version, values)
 
     def _person(self, person: Mapping[str, Any], codes: Mapping[str, str]) -> dict[str, Any]:
@@ -196,8 +227,7 @@ class ChunkCreator:
         role = self.roles.get(str(person.get("role")))
         if role is None:
             raise EnvelopeError(f"The file's recipient role {person.get('role')!r} is unknown.")
-        default_auth = str(self.settings.get("default_auth") or "link")
-        auth = checks.auth_method(role, str(person.get("auth") or ""), default_auth)
+        auth = checks.auth_method(role, str(person.get("auth") or ""), self.default_auth)
         code_hash = None
         if auth == "access_code":
             code = codes.get(str(role["key"]), "").strip()
@@ -239,26 +269,14 @@ class ChunkCreator:
         ticket_id, ticket_url = checks.ticket(row.ticket_id or "", row.ticket_url or "")
         document = self._document(values)
         envelope = {
+            **self.shared,
             "public_id": uuid.uuid4().hex,
-            "template_version_id": self.version.id,
-            "retention_policy_id": self.version.retention_policy_id,  # (None: the default)
-            "team_id": self.team_id,
-            "created_by_id": self.by.id,
-            "title": self.title,
-            "status": EnvelopeStatus.SENT.value,
             "merge_data": values,
             "ticket_id": ticket_id,
             "ticket_url": ticket_url,
-            "routing": str(self.settings.get("routing") or "sequential"),
-            "settings": self.settings,
             "document_blob_id": document.blob_id,
             "original_sha256": document.sha256,
-            "page_count": self.version.page_count,
-            "pages": self.pages,
-            "images_status": "pending" if self.authored else self.version.images_status,
-            "images_attempts": 0,
             "images_requested_at": now if self.authored else None,
-            "seal_attempts": 0,
             "created_at": now,
             "sent_at": now,
             "expires_at": expires_at,
@@ -287,7 +305,8 @@ class ChunkCreator:
         envelope_ids = next_ids(envelope_table, len(prepared))
         recipient_ids = iter(next_ids(recipient_table, sum(len(p.people) for p in prepared)))
         message_ids = iter(next_ids(message_table, sum(len(p.invited) for p in prepared)))
-        signing_mail = SigningMail(self.by.name, self.version.template.name, expires_at)
+        signing_mail = SigningMail(self.by.name, self.title, expires_at)
+        expires = audit.iso_time(expires_at)
         people: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
         events: list[audit.Pending] = []
@@ -307,15 +326,13 @@ class ChunkCreator:
                 events.append(
                     audit.Pending(
                         "envelope.link_sent",
-                        self.by,
+                        self.actor,
                         subject,
                         {"recipient": person["id"], "email": mail.mask_address(person["email"])},
                     )
                 )
             events.append(
-                audit.Pending(
-                    "envelope.sent", self.by, subject, {"expires_at": audit.iso_time(expires_at)}
-                )
+                audit.Pending("envelope.sent", self.actor, subject, {"expires_at": expires})
             )
             row_updates.append(
                 {
@@ -329,7 +346,7 @@ class ChunkCreator:
             )
         db.session.execute(envelope_table.insert(), [p.envelope for p in prepared])
         db.session.execute(recipient_table.insert(), people)
-        db.session.execute(message_table.insert(), messages)
+        inserts.insert_rows(db.session, message_table, messages)
         audit.record_many(events)
         mark_rows(row_updates)
         if not self.held:  # as ``mail.queue``: delivery is asked for after the commit
@@ -344,11 +361,11 @@ class ChunkCreator:
         envelope = item.envelope
         return audit.Pending(
             "envelope.created",
-            self.by,
+            self.actor,
             subject,
             {
-                "template": self.version.template.name,
-                "version": self.version.number,
+                "template": self.title,
+                "version": self.version_number,
                 "sha256": envelope["original_sha256"],
                 "ticket": envelope["ticket_id"],
                 "recipients": [
@@ -360,14 +377,8 @@ class ChunkCreator:
                     }
                     for p in item.people
                 ],
-                "options": {
-                    "expiry_days": self.settings.get("expiry_days"),
-                    "reminder_every_hours": self.settings.get("reminder_every_hours"),
-                    "reminder_max": self.settings.get("reminder_max"),
-                    "personal_message": False,
-                    "cc": 0,
-                },
-                "bulk_batch": self.batch.public_id,
+                "options": dict(self.options),
+                "bulk_batch": self.batch_public_id,
                 "row": item.row.number,
             },
         )

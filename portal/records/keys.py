@@ -48,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
-from portal import clock, storage
+from portal import clock, inserts, storage
 from portal.extensions import Model, db
 
 VERSION = "v1"
@@ -142,8 +142,12 @@ def _event_aad(seq: int) -> bytes:
     return f"audit-event:{seq}".encode("ascii")
 
 
+# (``json.dumps`` with these options builds an encoder per call; one is enough)
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _JSON.encode(value).encode()
 
 
 class Ring:
@@ -161,9 +165,12 @@ class Ring:
             cache = db.session.info.setdefault(_CACHE, {})
         self.cache: dict[int, bytes | None] = cache
         self.data_key = storage.current_key()
+        self.key_id = storage.key_fingerprint(self.data_key)
         self.new_keys: list[dict[str, Any]] = []
         self.absent: set[int] = set()  # looked up: no key yet
         self.teams: dict[int, int | None] = {}
+        self.ciphers: dict[int, AESGCM] = {}  # one per envelope key used here
+        self.allowed: dict[str, frozenset[str]] = {}  # clear data keys, by event
 
     # ------------------------------------------------------------ keys
 
@@ -196,7 +203,7 @@ class Ring:
             self.new_keys.append(
                 {
                     "envelope_id": envelope_id,
-                    "key_id": storage.key_fingerprint(self.data_key),
+                    "key_id": self.key_id,
                     "nonce": nonce,
                     "wrapped": wrapped,
                     "created_at": clock.utcnow(),
@@ -252,30 +259,42 @@ class Ring:
             if row[name]:
                 personal[name] = row[name]
                 row[name] = None
-        allowed = CLEAR_KEYS | CLEAR_BY_EVENT.get(row["event"], frozenset())
+        allowed = self.allowed.get(row["event"])
+        if allowed is None:
+            allowed = CLEAR_KEYS | CLEAR_BY_EVENT.get(row["event"], frozenset())
+            self.allowed[row["event"]] = allowed
         clear = {k: v for k, v in data.items() if k in allowed}
         if len(clear) < len(data):
             personal["data"] = {k: v for k, v in data.items() if k not in allowed}
         if personal:
             key = self.key(envelope_id)
-            clear[PERSONAL] = (
-                ERASED if key is None else seal(key, envelope_id, row["seq"], personal)
-            )
+            if key is None:
+                clear[PERSONAL] = ERASED
+            else:
+                cipher = self.ciphers.get(envelope_id)
+                if cipher is None:
+                    cipher = self.ciphers[envelope_id] = AESGCM(key)
+                clear[PERSONAL] = _sealed(cipher, envelope_id, row["seq"], personal)
         return clear
 
     def flush(self, refs: list[dict[str, Any]]) -> None:
         """Write the keys made so far and the events' ``audit_ref`` rows."""
         if self.new_keys:
-            self.conn.execute(_KEYS.insert(), self.new_keys)
+            inserts.insert_rows(self.conn, _KEYS, self.new_keys)
             self.new_keys = []
         if refs:
-            self.conn.execute(_REFS.insert(), refs)
+            inserts.insert_rows(self.conn, _REFS, refs)
 
 
 def seal(key: bytes, envelope_id: int, seq: int, personal: Mapping[str, Any]) -> str:
     """The stored form of an event's personal part: ``v1:<envelope id>:<base64>``."""
+    return _sealed(AESGCM(key), envelope_id, seq, personal)
+
+
+def _sealed(cipher: AESGCM, envelope_id: int, seq: int, personal: Mapping[str, Any]) -> str:
+    # ``seal`` with the key's cipher object made once (a bulk send seals thousands)
     nonce = os.urandom(storage.NONCE_BYTES)
-    sealed = nonce + AESGCM(key).encrypt(nonce, _encode(personal), _event_aad(seq))
+    sealed = nonce + cipher.encrypt(nonce, _encode(personal), _event_aad(seq))
     return f"{VERSION}:{envelope_id}:{base64.b64encode(sealed).decode('ascii')}"
 
 
