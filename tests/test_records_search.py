@@ -121,13 +121,40 @@ def test_quick_picks_are_today_the_last_7_days_and_last_month(trail, monkeypatch
     portal = trail.portal()
     monkeypatch.setattr(clock, "utcnow", lambda: now)
     assert found(portal, "event=auth.logout&period=today") == [today]
-    assert found(portal, "event=auth.logout&period=7d") == [week, today]  # newest seq first
-    assert found(portal, "event=auth.logout&period=month") == [november, week]  # Nov 28
+    # the compliance report's quick picks (periods.py): one URL value for one pick
+    assert found(portal, "event=auth.logout&period=last_7_days") == [week, today]  # newest first
+    assert found(portal, "event=auth.logout&period=last_month") == [november, week]  # Nov 28
+    assert found(portal, "event=auth.logout&period=this_month") == [today]
+    # the search's first names still work (bookmarks), and are shown as the new ones
+    assert found(portal, "event=auth.logout&period=7d") == [week, today]
+    page = get(portal, "/records/audit?event=auth.logout&period=month")
+    assert seqs(page) == [november, week]
+    assert '<option value="last_month" selected>' in page
+    assert 'value="month"' not in page and 'value="7d"' not in page
     assert found(portal, "event=auth.logout") == [october, november, week, today]
     assert search.period_range("month", datetime(2026, 1, 10).date()) == (
         datetime(2025, 12, 1).date(),
         datetime(2025, 12, 31).date(),
     )
+
+
+def test_details_are_a_short_line_with_the_data_one_tap_away(trail):
+    _, envelope_id = trail.envelope("Ana Lopez", "ana@example.com")
+    sha = "ab" * 32
+    data = {"kind": "audit", "rows": 1234, "sha256": sha, "filters": {"ip": "1.2.3.4"}}
+    trail.event("records.exported", actor=trail.officer.id, data=data)
+    trail.event("recipient.declined", envelope_id=envelope_id,
+                data={"reason": "Wrong <amount> & fee", "recipient": 1})  # fmt: skip
+    page = get(trail.portal(), "/records/audit")
+    text = html.unescape(page)
+    assert f"kind: audit · rows: 1234 · sha256 {sha[:12]}…" in text
+    assert sha not in text.replace(f'"sha256": "{sha}"', ""), "the whole hash only in the data"
+    assert "reason: Wrong <amount> & fee" in text
+    assert "&lt;amount&gt;" in page, "escaped"
+    # the full data is in a disclosure, indented, as written (not \u-escaped)
+    assert '<details class="audit-json"><summary>Data' in page
+    assert '\n  "reason": "Wrong <amount> & fee"' in text
+    assert '"filters": {\n    "ip": "1.2.3.4"\n  }' in text
 
 
 def test_pages_of_100_with_next_and_a_bounded_count(app, trail, monkeypatch):

@@ -23,6 +23,7 @@ event type's by ``ix_audit_event_event_seq`` (event, seq), a date range by
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,10 +37,11 @@ from portal import audit, clock
 from portal.accounts.access import S, sees_all_teams, team_scope
 from portal.accounts.models import User
 from portal.audit import AuditEvent
-from portal.envelopes import console
+from portal.envelopes import console, timeline
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
 from portal.records.keys import AuditRef
+from portal.records.periods import QUICK_PICKS, Period
 
 PAGE_SIZE = 100
 COUNT_CAP = 10_000
@@ -47,13 +49,10 @@ MAX_TEXT = 254  # longer than any email, name, ticket or IP we store: not a valu
 MIN_CUSTOMER = 3  # fewer would pick most envelopes (and a trigram index needs three)
 PUBLIC_ID = re.compile(r"^[0-9a-f]{32}$")
 
-PERIODS = {
-    "": "Any time",
-    "today": "Today",
-    "7d": "Last 7 days",
-    "month": "Last month",
-    "custom": "Custom range",
-}
+# The compliance report's quick picks (``periods``), so a pick has one URL value everywhere;
+# plus "any time". The first names of two of them still work (bookmarks).
+PERIODS = {"": "Any time", **QUICK_PICKS}
+PERIOD_ALIASES = {"7d": "last_7_days", "month": "last_month"}
 
 # The search's own indexes (migration 0015), declared here so that the chain's modules stay
 # as they are: an event type's events newest first (a rare type is otherwise a walk back
@@ -102,14 +101,9 @@ def _day(value: str, label: str, problems: list[str]) -> date | None:
 
 
 def period_range(period: str, today: date) -> tuple[date, date]:
-    """The first and last day (inclusive) of a quick pick."""
-    if period == "today":
-        return today, today
-    if period == "7d":
-        return today - timedelta(days=6), today
-    # last month: the whole calendar month before this one
-    last = today.replace(day=1) - timedelta(days=1)
-    return last.replace(day=1), last
+    """The first and last day (inclusive) of a quick pick (``periods.Period.of``)."""
+    chosen = Period.of(PERIOD_ALIASES.get(period, period), today)
+    return chosen.first, chosen.last
 
 
 @dataclass(frozen=True)
@@ -157,6 +151,7 @@ class AuditQuery:
                             "left out.")  # fmt: skip
             staff = None
         period = str(args.get("period", ""))
+        period = PERIOD_ALIASES.get(period, period)
         if period not in PERIODS:
             problems.append("Choose the dates from the list of periods; the value given was "
                             "left out.")  # fmt: skip
@@ -287,6 +282,8 @@ class Row:
     label: str
     envelope_public_id: str | None  # the envelope the event is about, for its link
     staff_id: int | None  # the staff member who did it, for their link
+    summary: str = ""  # a line of the data's meaningful values (``summary``)
+    data_json: str = ""  # the whole data, indented, for the row's "Data" disclosure
 
 
 @dataclass
@@ -310,6 +307,41 @@ def _public_ids(events: list[AuditEvent]) -> dict[str, str]:
     return {str(i): str(public) for i, public in rows}
 
 
+# Values of an event's data worth a glance, beyond what the envelope page's timeline names
+# (``timeline._detail``: a reason, comment, field, "email to ...", "from → to"...).
+_GLANCE = (
+    ("kind", "kind"),
+    ("what", "what"),
+    ("name", "name"),
+    ("case_ref", "case"),
+    ("rows", "rows"),
+    ("envelopes", "envelopes"),
+    ("purged", "purged"),
+    ("count", "count"),
+    ("file", "file"),
+    ("source", "source"),
+)
+SHA_SHOWN = 12  # the start of a SHA-256 is enough to tell two files apart at a glance
+SUMMARY_MAX = 160
+
+
+def summary(event: audit.Revealed) -> str:
+    """One short line of an event's data for the results list (the full JSON is one tap away)."""
+    data = event.data
+    parts = [timeline._detail(event, {})]
+    for key, label in _GLANCE:
+        value = data.get(key)
+        if value in (None, "", [], {}) or (key == "kind" and event.name.startswith("mail.")):
+            continue
+        if isinstance(value, list | dict):
+            value = f"{len(value):,}"
+        parts.append(f"{label}: {value}")
+    if isinstance(data.get("sha256"), str):
+        parts.append(f"sha256 {data['sha256'][:SHA_SHOWN]}…")
+    line = " · ".join(p for p in parts if p)
+    return line if len(line) <= SUMMARY_MAX else line[: SUMMARY_MAX - 1] + "…"
+
+
 def _row(shown: audit.Revealed, envelopes: dict[str, str]) -> Row:
     e = shown.event
     actor = e.actor_id or ""
@@ -320,6 +352,10 @@ def _row(shown: audit.Revealed, envelopes: dict[str, str]) -> Row:
         if e.subject_type == "envelope"
         else None,
         staff_id=int(actor) if e.actor_type == "user" and actor.isdigit() else None,
+        summary=summary(shown),
+        data_json=json.dumps(shown.data, indent=2, ensure_ascii=False, default=str)
+        if shown.data
+        else "",
     )
 
 
