@@ -173,7 +173,13 @@ def test_the_sweep_lists_waits_the_review_window_postpones_and_skips_held(
     ]
     portal, _ = signed_in("compliance")
     page = portal.client.get("/records/retention/due").get_data(as_text=True)
-    assert f"Envelope {kai_id}: On legal hold: Case Rivera v Shop." in page
+    with app.app_context():
+        kai = db.session.get(Envelope, kai_id)
+        assert kai is not None
+        link = f'<a href="/envelopes/{kai.public_id}">{kai.title}</a>'
+        kai_link = f'{link} <span class="muted">#{kai_id}</span>'
+    assert f"{kai_link}: On legal hold: Case Rivera v Shop." in page, "named, linked"
+    assert "0 newly listed as due" in page, "not read as 'nothing is due'"
 
     tick(app, runner_for, listed_at + timedelta(days=31))
     assert state(app, zoe_id)[0] is True

@@ -119,6 +119,7 @@ def retention_due() -> str:
     """What the sweep will purge, and when: each envelope's review window."""
     rows, total, next_after = retention.due(request.args.get("after"))
     last = retention.latest_sweep()
+    last_sweep = audit.reveal([last])[0] if last is not None else None
     return render_template(
         "records/retention_due.html",
         rows=rows,
@@ -127,8 +128,19 @@ def retention_due() -> str:
         first_page=not request.args.get("after"),
         now=clock.utcnow(),
         review_days=retention.review_days(),
-        last_sweep=audit.reveal([last])[0] if last is not None else None,
+        last_sweep=last_sweep,
+        swept=_swept_envelopes(last_sweep),
     )
+
+
+def _swept_envelopes(sweep: audit.Revealed | None) -> dict[int, Envelope]:
+    """The envelopes a sweep's event names as kept, by id (for their titles and links)."""
+    skipped = sweep.data.get("skipped") if sweep is not None else None
+    ids = {item["envelope"] for item in skipped or () if isinstance(item.get("envelope"), int)}
+    if not ids:
+        return {}
+    found = db.session.execute(select(Envelope).where(Envelope.id.in_(ids))).scalars()
+    return {envelope.id: envelope for envelope in found}
 
 
 def _due_envelope_or_404(envelope_id: int) -> Envelope:
