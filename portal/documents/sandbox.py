@@ -32,6 +32,7 @@ import faulthandler
 import fcntl
 import functools
 import gc
+import importlib
 import logging
 import os
 import resource
@@ -58,6 +59,12 @@ PRELOAD = [
     "portal.documents.pages",
     "portal.documents.seal",
     "portal.documents.stamp",
+    # (seal imports pyHanko on first use, not at import: preloaded here for its children)
+    "pyhanko.pdf_utils.incremental_writer",
+    "pyhanko.pdf_utils.reader",
+    "pyhanko.sign.signers",
+    "pyhanko.sign.validation",
+    "pyhanko_certvalidator",
 ]
 _POLL = 0.05  # seconds between looks at a child or a slot
 
@@ -280,10 +287,20 @@ def _without_main(get_preparation_data: Callable[[str], dict[str, Any]]) -> Any:
     return prepare
 
 
+@functools.cache
+def _preload_here() -> None:
+    """The fork server's preloads, in this process before its first direct fork (the PDF
+    libraries are imported on first use, so a process that never sandboxes never loads them;
+    without this each forked child would import them again)."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
 def _context() -> ForkContext | ForkServerContext:
     """Fork directly when this process has one thread; else use the fork server."""
     global _preloaded
     if _threads() == 1:
+        _preload_here()
         return ForkContext()
     context = ForkServerContext()
     with _server_lock:

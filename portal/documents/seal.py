@@ -43,14 +43,14 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, lru_cache
-from typing import Literal
+from functools import cache, cached_property, lru_cache
+from typing import TYPE_CHECKING, Literal
 
 from asn1crypto import cms, core
 from asn1crypto import keys as asn1_keys
@@ -62,20 +62,15 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.fields import SigSeedSubFilter
-from pyhanko.sign.general import SigningError
-from pyhanko.sign.signers import PdfSignatureMetadata, SimpleSigner, sign_pdf
-from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko.sign.validation.status import SignatureCoverageLevel
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.registry import SimpleCertificateStore
-from pyhanko_certvalidator.util import get_pyca_cryptography_hash
+
+# pyHanko (about 40 MB of memory once imported) is imported by the functions that seal or
+# check a seal, not with this module: a process that never does (an export worker, the
+# web app serving other pages) never loads it. The sandbox's fork server preloads it.
+if TYPE_CHECKING:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.signers import PdfSignatureMetadata, SimpleSigner
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+    from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +159,15 @@ class SealingIdentity:
     @cached_property
     def _signer(self) -> SimpleSigner:
         """The pyHanko signer, built once per identity from converted asn1crypto objects."""
+        from pyhanko_certvalidator.registry import SimpleCertificateStore
+
         key_der = self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         chain = [_asn1_cert(cert) for cert in self.chain]
-        return _LoadedKeySigner(
+        return _loaded_key_signer()(
             self.key,
             signing_cert=_asn1_cert(self.cert),
             signing_key=asn1_keys.PrivateKeyInfo.load(key_der),
@@ -188,38 +185,48 @@ class SealingIdentity:
         return (self.cert, *self.chain)
 
 
-class _LoadedKeySigner(SimpleSigner):
-    """pyHanko's ``SimpleSigner``, signing with the key object already in memory.
+@cache
+def _loaded_key_signer() -> Callable[..., SimpleSigner]:
+    """The class below (made on first use: it subclasses pyHanko's signer)."""
+    _load_pyhanko()
+    from pyhanko.sign.signers import SimpleSigner
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+    from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-    ``SimpleSigner.sign_raw`` loads the key from DER for every signature, and loading an
-    RSA key runs cryptography's key checks: about 0.15 s for RSA-3072, many times the
-    rest of a seal. The common mechanisms are signed here; others go to pyHanko."""
+    class _LoadedKeySigner(SimpleSigner):
+        """pyHanko's ``SimpleSigner``, signing with the key object already in memory.
 
-    def __init__(
-        self,
-        key: PrivateKey,
-        *,
-        signing_cert: asn1_x509.Certificate,
-        signing_key: asn1_keys.PrivateKeyInfo,
-        cert_registry: SimpleCertificateStore,
-    ) -> None:
-        super().__init__(
-            signing_cert=signing_cert, signing_key=signing_key, cert_registry=cert_registry
-        )
-        self._key = key
+        ``SimpleSigner.sign_raw`` loads the key from DER for every signature, and loading an
+        RSA key runs cryptography's key checks: about 0.15 s for RSA-3072, many times the
+        rest of a seal. The common mechanisms are signed here; others go to pyHanko."""
 
-    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
-        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
-        key = self._key
-        if mechanism == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
-        if mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(get_pyca_cryptography_hash(digest_algorithm)))
-        if mechanism in {"ed25519", "ed448"} and isinstance(
-            key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
-        ):
-            return key.sign(data)
-        return bytes(super().sign_raw(data, digest_algorithm))
+        def __init__(
+            self,
+            key: PrivateKey,
+            *,
+            signing_cert: asn1_x509.Certificate,
+            signing_key: asn1_keys.PrivateKeyInfo,
+            cert_registry: SimpleCertificateStore,
+        ) -> None:
+            super().__init__(
+                signing_cert=signing_cert, signing_key=signing_key, cert_registry=cert_registry
+            )
+            self._key = key
+
+        def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+            mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
+            key = self._key
+            if mechanism == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPrivateKey):
+                return key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
+            if mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
+                return key.sign(data, ec.ECDSA(get_pyca_cryptography_hash(digest_algorithm)))
+            if mechanism in {"ed25519", "ed448"} and isinstance(
+                key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+            ):
+                return key.sign(data)
+            return bytes(super().sign_raw(data, digest_algorithm))
+
+    return _LoadedKeySigner
 
 
 def _spki(public_key: object) -> bytes:
@@ -529,6 +536,13 @@ def seal_pdf(
         problems, _ = check_identity(identity, now=now)
         raise SealingCertError(problems[0] if problems else "The certificate is not valid now.")
 
+    _load_pyhanko()
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko.sign.general import SigningError
+    from pyhanko.sign.signers import PdfSignatureMetadata
+    from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
+
     meta = PdfSignatureMetadata(
         field_name=field_name,
         reason=reason,
@@ -587,6 +601,9 @@ def _sign_here(
     timestamper: HTTPTimeStamper | None,
     reserve: int | None,
 ) -> bytes:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.signers import sign_pdf
+
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     if writer.prev.encrypted:
         raise SealingError(
@@ -635,14 +652,16 @@ class _QuietPyHanko(logging.Filter):
         return record.levelno > logging.WARNING or not _quiet_pyhanko.get()
 
 
-def _install_quiet_filter() -> None:
+@cache
+def _load_pyhanko() -> None:
+    """Import the pyHanko modules this module uses (once, on first use) and quieten their
+    loggers."""
+    import pyhanko_certvalidator  # noqa: F401
+
     quiet = _QuietPyHanko()
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("pyhanko") and isinstance(logger, logging.Logger):
             logger.addFilter(quiet)
-
-
-_install_quiet_filter()
 
 
 @contextmanager
@@ -667,6 +686,7 @@ def check_seal(pdf: bytes) -> SealCheck:
 
 
 def _check_seal_quietly(pdf: bytes) -> SealCheck:
+    _load_pyhanko()
     with _quiet():
         try:
             return _check_seal(pdf)
@@ -705,6 +725,8 @@ def _damaged(pdf: bytes) -> SealCheck:
 
 
 def _open(pdf: bytes) -> PdfFileReader | None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
     for strict in (True, False):
         try:
             reader = PdfFileReader(io.BytesIO(pdf), strict=strict)
@@ -720,6 +742,11 @@ def _check_seal(pdf: bytes) -> SealCheck:
         return _result("unreadable", "The file is empty.")
     if b"%PDF-" not in pdf[:_PDF_HEADER_WINDOW]:
         return _result("unreadable", _MSG_NOT_PDF)
+    from pyhanko.pdf_utils.crypt import AuthStatus
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    from pyhanko_certvalidator import ValidationContext
+
     reader = _open(pdf)
     if reader is None:
         return _damaged(pdf)
