@@ -611,6 +611,55 @@ def reveal(events: Iterable[AuditEvent]) -> list[Revealed]:
     return out
 
 
+# What a stored event's data holds when part of it is sealed under its envelope's key.
+SEALED_MARK = '"personal":'
+_DECODE = json.JSONDecoder().decode
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def reveal_rows(
+    rows: Sequence[Sequence[Any]], opener: keys.Opener, conn: Any
+) -> list[tuple[str | None, str | None, str | None, str] | None]:
+    """``reveal`` for exports, on stored columns read as tuples ``(seq, actor_type,
+    actor_label, ip, user_agent, data_json)``: for each row, None when its data has nothing
+    sealed (``reveal`` gives its stored columns: write them as they are), else ``(actor_label,
+    ip, user_agent, data as canonical JSON)`` as ``reveal`` gives them. The envelopes' keys
+    are read once for all the rows through ``opener`` on ``conn`` (the caller's
+    transaction); no object is built per event."""
+    out: list[tuple[str | None, str | None, str | None, str] | None] = [None] * len(rows)
+    parsed: list[tuple[int, dict[str, Any], Any, int | None]] = []
+    for i, (_seq, _type, _label, _ip, _agent, data_json) in enumerate(rows):
+        if SEALED_MARK not in data_json:
+            continue
+        data = _DECODE(data_json)
+        if not isinstance(data, dict):
+            data = {}
+        token = data.pop(keys.PERSONAL, None)
+        parsed.append((i, data, token, keys.token_envelope(token)))
+    wanted = {envelope_id for _, _, _, envelope_id in parsed if envelope_id is not None}
+    ciphers = opener.ciphers(conn, wanted) if wanted else {}
+    encode = _ENCODE  # (``encode_data``, without a call per event)
+    for i, data, token, envelope_id in parsed:
+        seq, actor_type, label, ip, agent, _ = rows[i]
+        if token is None:
+            out[i] = (label, ip, agent, encode(data))
+            continue
+        cipher = None if envelope_id is None else ciphers.get(envelope_id)
+        if cipher is None:
+            shown = keys.ERASED if actor_type == "recipient" else label
+            out[i] = (shown, keys.ERASED, keys.ERASED, encode(data))
+            continue
+        personal = keys.open_with(cipher, seq, str(token))
+        data.update(personal.get("data") or {})
+        out[i] = (
+            personal.get("actor_label", label),
+            personal.get("ip", ip),
+            personal.get("user_agent", agent),
+            encode(data),
+        )
+    return out
+
+
 def history(subject: Ref, limit: int = 50) -> list[Revealed]:
     """The latest events about one subject, newest first (revealed)."""
     s_type, s_id, _ = _ref(subject)

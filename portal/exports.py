@@ -24,6 +24,7 @@ from flask import Response, stream_with_context
 BOM = "\ufeff"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINES_PER_CHUNK = 500
+CHUNK_CHARS = 256 * 1024  # (csv_stream_batches)
 
 
 def safe_cell(value: Any) -> str:
@@ -59,6 +60,27 @@ def csv_stream_prepared(header: Sequence[str], rows: Iterable[Sequence[Any]]) ->
         buffer.seek(0)
         buffer.truncate()
     remaining = buffer.getvalue()  # the header alone, when there were no rows
+    if remaining:
+        yield remaining.encode()
+
+
+def csv_stream_batches(
+    header: Sequence[str], batches: Iterable[Sequence[Sequence[Any]]]
+) -> Iterator[bytes]:
+    """``csv_stream_prepared`` for rows that come in lists (a batch read at a time): one
+    writer call per batch, a chunk once ``CHUNK_CHARS`` are written (for exports of millions
+    of rows: no call per row)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write(BOM)
+    writer.writerow([safe_cell(cell) for cell in header])
+    for batch in batches:
+        writer.writerows(batch)
+        if buffer.tell() >= CHUNK_CHARS:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    remaining = buffer.getvalue()
     if remaining:
         yield remaining.encode()
 

@@ -166,6 +166,8 @@ def test_large_exports_run_as_jobs_with_progress_and_a_download_for_the_requeste
     app = make_app(EXPORT_INLINE_ROWS=3)
     monkeypatch.setattr(exports, "PART_BYTES", 1000)  # several encrypted parts
     monkeypatch.setattr(portal_exports, "LINES_PER_CHUNK", 5)
+    monkeypatch.setattr(portal_exports, "CHUNK_CHARS", 100)  # (a chunk per batch of 5)
+    monkeypatch.setattr(exports, "BATCH", 5)
     trail = Trail(app, make_staff)
     with app.app_context():
         audit.record_many(

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
@@ -157,6 +158,8 @@ _AUDIT_COLUMNS = (
     "subject_id", "ip", "user_agent", "data_json", "prev_hash", "hash",
 )  # fmt: skip
 _FORMULA = exports.FORMULA_STARTS
+# A text cell of a row (the row's cells joined with NUL) that a spreadsheet would run.
+_FORMULA_IN_ROW = re.compile("(?:^|\x00)[=+\\-@\t\r]")
 
 
 def _cell(value: str | None) -> str:
@@ -166,82 +169,45 @@ def _cell(value: str | None) -> str:
     return "'" + value if value[0] in _FORMULA else value
 
 
-class _Stored(NamedTuple):
-    """An event's stored columns as read (a tuple: cheap to make for a million rows), with
-    what ``audit.reveal`` reads of an ``AuditEvent``."""
+def _audit_rows(
+    rows: Sequence[Any], revealed: Sequence[tuple[str | None, ...] | None]
+) -> list[tuple[Any, ...]]:
+    """CSV rows of stored events, their personal fields as ``audit.reveal_rows`` gave them
+    (None: nothing sealed, the stored columns as they are, the data JSON as its stored text).
 
-    seq: int
-    occurred_at: str
-    event: str
-    actor_type: str
-    actor_id: str | None
-    actor_label: str | None
-    subject_type: str | None
-    subject_id: str | None
-    ip: str | None
-    user_agent: str | None
-    data_json: str
-    prev_hash: str
-    hash: str
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return cast(dict[str, Any], _EVENT_DATA(self))
-
-    @property
-    def occurred(self) -> datetime:
-        return cast(datetime, _EVENT_OCCURRED(self))
-
-
-# (``AuditEvent``'s own properties, so that the two read the stored columns alike)
-_EVENT_DATA = cast(Callable[[Any], Any], cast(property, AuditEvent.__dict__["data"]).fget)
-_EVENT_OCCURRED = cast(Callable[[Any], Any], cast(property, AuditEvent.__dict__["occurred"]).fget)
-# What an event's stored data holds when part of it is sealed under its envelope's key.
-_SEALED = f'"{keys.PERSONAL}":'
-
-
-def _audit_rows(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """CSV rows of stored events, their personal fields revealed.
-
-    Only the events with a sealed part go through ``audit.reveal``: for any other it returns
-    the stored fields as they are (there is nothing to open), so they are written as stored,
-    the data JSON as its stored text (parsing and encoding it again gives the same text)."""
-    stored = [_Stored._make(row) for row in rows]
-    sealed = [event for event in stored if _SEALED in event.data_json]
-    shown = {s.event.seq: s for s in audit.reveal(cast(list[AuditEvent], sealed))}
-    label, cell, encode = audit.LABELS.get, _cell, audit.encode_data
+    The formula check is made once per row (its text cells joined, one regular expression),
+    and cell by cell only for the rare row where some cell may start with = + - @ tab or CR.
+    None is written as an empty cell by the CSV writer."""
+    label, cell, risky = audit.LABELS.get, _cell, _FORMULA_IN_ROW.search
     out = []
-    for e in stored:
-        revealed = shown.get(e.seq) if sealed else None
-        if revealed is None:
-            actor, ip, agent, data = e.actor_label, e.ip, e.user_agent, e.data_json
-        else:
-            actor, ip, agent = revealed.actor_label, revealed.ip, revealed.user_agent
-            data = encode(revealed.data)
+    for row, shown in zip(rows, revealed, strict=True):
+        seq, at, event, a_type, a_id, actor, s_type, s_id, ip, agent, data, prev, digest = row
+        if shown is not None:
+            actor, ip, agent, data = shown
+        name = label(event, event)
+        if risky(
+            f"{event}\x00{name}\x00{a_type}\x00{a_id}\x00{actor}\x00{s_type}\x00{s_id}"
+            f"\x00{ip}\x00{agent}\x00{data}"
+        ):
+            event, name, a_type, a_id, actor = (
+                cell(event), cell(name), cell(a_type), cell(a_id), cell(actor)
+            )  # fmt: skip
+            s_type, s_id, ip, agent, data = (
+                cell(s_type), cell(s_id), cell(ip), cell(agent), cell(data)
+            )  # fmt: skip
         out.append(
-            (
-                e.seq,
-                e.occurred_at,
-                cell(e.event),
-                cell(label(e.event, e.event)),
-                cell(e.actor_type),
-                cell(e.actor_id),
-                cell(actor),
-                cell(e.subject_type),
-                cell(e.subject_id),
-                cell(ip),
-                cell(agent),
-                cell(data),
-                e.prev_hash,
-                e.hash,
-            )
+            (seq, at, event, name, a_type, a_id, actor, s_type, s_id, ip, agent, data, prev, digest)
         )
     return out
 
 
-def _driver_batches(stmt: Any, last: int) -> Iterator[list[Any]]:
+def _driver_batches(
+    stmt: Any, last: int, within: Callable[[Any, list[Any]], Any] | None = None
+) -> Iterator[tuple[list[Any], Any]]:
     """``stmt`` (which selects the sequence number first and takes the bound parameter
-    ``last``) again and again from ``last`` on, each batch its own short read.
+    ``last``) again and again from ``last`` on, each batch its own short read: ``(rows,
+    within(connection, rows))``, ``within`` run in the batch's read (e.g. the keys its rows
+    need, read in the same snapshot).
 
     Executed on the driver's own cursor, compiled once: every column is text or an integer,
     which the driver gives as they are, and going through SQLAlchemy's results cost more per
@@ -259,12 +225,13 @@ def _driver_batches(stmt: Any, last: int) -> Iterator[list[Any]]:
                 tuple(params[name] for name in positions) if positions else params,
             )
             rows = list(cursor.fetchall())
+            extra = within(connection, rows) if within is not None and rows else None
         finally:
             cursor.close()
             db.session.rollback()  # ... and ends here
         if not rows:
             return
-        yield rows
+        yield rows, extra
         last = rows[-1][0]
 
 
@@ -278,8 +245,24 @@ def audit_batches(query: AuditQuery, user: User) -> Iterator[list[tuple[Any, ...
         .order_by(table.c.seq)
         .limit(BATCH)
     )
-    for rows in _driver_batches(stmt, 0):
-        yield _audit_rows(rows)
+    opener = keys.Opener()
+    mark = audit.SEALED_MARK
+
+    def reveal(connection: Any, rows: list[Any]) -> list[Any]:
+        # (seq, actor_type, actor_label, ip, user_agent, data) of the rows with a sealed part
+        sealed = [i for i, row in enumerate(rows) if mark in row[10]]
+        shown = audit.reveal_rows(
+            [(r[0], r[3], r[5], r[8], r[9], r[10]) for r in (rows[i] for i in sealed)],
+            opener,
+            connection,
+        )
+        revealed: list[Any] = [None] * len(rows)
+        for i, one in zip(sealed, shown, strict=True):
+            revealed[i] = one
+        return revealed
+
+    for rows, revealed in _driver_batches(stmt, 0, reveal):
+        yield _audit_rows(rows, revealed)
 
 
 def audit_count(query: AuditQuery, user: User, cap: int | None = None) -> int:
@@ -513,12 +496,12 @@ class Written:
 
 
 def _chunks(kind: Kind, query: AuditQuery, user: User, written: Written) -> Iterator[bytes]:
-    def rows() -> Iterator[Sequence[Any]]:
+    def batches() -> Iterator[Sequence[Sequence[Any]]]:
         for batch in kind.batches(query, user):
             written.rows += len(batch)
-            yield from batch
+            yield batch
 
-    for chunk in exports.csv_stream_prepared(kind.header, rows()):
+    for chunk in exports.csv_stream_batches(kind.header, batches()):
         yield written.take(chunk)
 
 
