@@ -18,7 +18,7 @@ from portal import audit, clock
 from portal import exports as portal_exports
 from portal.accounts.models import User
 from portal.extensions import db
-from portal.records import exports, holds
+from portal.records import exports, holds, keys
 from portal.records.exports import RecordsExport, RecordsExportPart
 from portal.storage import Blob
 from tests.conftest import audit_events
@@ -319,3 +319,58 @@ def test_an_export_whose_job_was_lost_is_asked_for_again(app, trail):
     assert states == {"c" * 32: "ready", "d" * 32: "queued"}
     (recorded,) = audit_events(app, exports.EVENT)
     assert recorded.data["rows"] == 1 and recorded.data["export"] == "c" * 32
+
+
+def test_reveal_rows_reads_every_event_as_reveal_does(ctx):
+    # The export's reveal (stored columns as tuples, keys read per batch) against
+    # ``audit.reveal``: sealed events of three envelopes, one of them shredded, events with
+    # nothing sealed, recipient and staff actors.
+    for n, envelope_id in enumerate([41, 42, 41, 43, 42]):
+        audit.record(
+            "recipient.signed",
+            actor=("recipient", str(n), f"=person{n}@example.com"),
+            subject=("envelope", str(envelope_id), "Refund"),
+            data={"recipient": n, "printed_name": f"Person {n}", "kind": "typed"},
+        )
+    audit.record("auth.login", actor=("user", "1", "agent@demo.example"), data={"method": "pw"})
+    audit.record("envelope.test", subject=("envelope", "44", None), data={"count": 2})
+    db.session.commit()
+    keys.shred(42)
+    db.session.commit()
+    stored = list(
+        db.session.execute(select(audit.AuditEvent).order_by(audit.AuditEvent.seq)).scalars()
+    )
+    expected = [
+        (r.actor_label, r.ip, r.user_agent, audit.encode_data(r.data)) for r in audit.reveal(stored)
+    ]
+    opener = keys.Opener()
+    shown = audit.reveal_rows(
+        [(e.seq, e.actor_type, e.actor_label, e.ip, e.user_agent, e.data_json) for e in stored],
+        opener,
+        db.session.connection(),
+    )
+    got = [
+        (e.actor_label, e.ip, e.user_agent, e.data_json) if one is None else one
+        for e, one in zip(stored, shown, strict=True)
+    ]
+    assert got == expected
+    by_envelope = {e.subject_id: one for e, one in zip(stored, shown, strict=True) if one}
+    assert by_envelope["42"][:3] == ("erased", "erased", "erased")
+    assert "Person 4" not in by_envelope["42"][3] and "Person 3" in by_envelope["43"][3]
+    assert sum(one is None for one in shown) >= 2, "nothing sealed: written as stored"
+    db.session.rollback()
+    # a second read of the same keys (another batch) unwraps nothing again and still refuses
+    # a key shredded meanwhile
+    assert len(opener.unwrapped) == 2
+    keys.shred(41)
+    db.session.commit()
+    again = audit.reveal_rows(
+        [(e.seq, e.actor_type, e.actor_label, e.ip, e.user_agent, e.data_json) for e in stored],
+        opener,
+        db.session.connection(),
+    )
+    assert [one[1] for e, one in zip(stored, again, strict=True) if e.subject_id == "41"] == [
+        "erased",
+        "erased",
+    ]
+    db.session.rollback()

@@ -331,6 +331,7 @@ def open_with(cipher: AESGCM, seq: int, token: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+OPENER_KEYS = 2000  # unwrapped keys an ``Opener`` keeps at most (then it starts again)
 # Keys' rows of a list of envelopes, the list as one parameter (see ``Opener._rows``).
 _KEY_ROWS: dict[str, tuple[str, Callable[[list[int]], Any]]] = {
     "postgresql": (
@@ -365,6 +366,8 @@ class Opener:
             ref = (envelope_id, bytes(nonce), bytes(wrapped))
             cipher = self.unwrapped.get(ref)
             if cipher is None:
+                if len(self.unwrapped) >= OPENER_KEYS:  # (memory stays bounded)
+                    self.unwrapped.clear()
                 raw = storage.unwrap(self.data_key, _key_aad(envelope_id), ref[1], ref[2])
                 cipher = self.unwrapped[ref] = AESGCM(raw)
             out[envelope_id] = cipher
