@@ -215,11 +215,12 @@ def test_officer_finds_exports_holds_and_watches_the_sweep_skip_the_hold(
     expect(page).to_have_url(desktop.url("/console"))
     desktop.goto("/records/retention/due")
     expect(page.locator("#last-sweep")).to_contain_text("2 purged, 3 kept because a legal hold")
-    for refund in jordan.values():
+    for public, refund in jordan.items():
         row = page.locator(f"#due-{refund['id']}")
         expect(row).to_contain_text("Kept: on legal hold")
         expect(row).to_contain_text(HOLD)
-        expect(page.locator("#last-sweep")).to_contain_text(f"Envelope {refund['id']}: ")
+        kept = page.locator("#last-sweep li", has_text=f"#{refund['id']}: ")
+        expect(kept.get_by_role("link")).to_have_attribute("href", f"/envelopes/{public}")
     for refund in others.values():
         expect(page.locator(f"#due-{refund['id']}")).to_have_count(0)
     expect(page.locator("#last-sweep")).to_contain_text(HOLD)
@@ -242,4 +243,102 @@ def test_officer_finds_exports_holds_and_watches_the_sweep_skip_the_hold(
         verified = runner_for(app).invoke(args=["portal", "verify-audit"])
     assert verified.exit_code == 0, verified.output
     assert "Audit chain intact" in verified.output
+    desktop.assert_clean()
+
+
+# Boxes that are meant to scroll (a wide table's box, a long JSON) may hold wider content;
+# anything else wider than its own box is text that spills out of it.
+OVERFLOWING_TEXT = """() => [...document.querySelectorAll('main *')]
+    .filter(el => el.offsetParent !== null && el.clientWidth > 1)
+    .filter(el => !el.matches('input, select, textarea'))  // a long value scrolls in its field
+    .filter(el => !el.closest('.visually-hidden'))
+    .filter(el => !['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+    .filter(el => !el.parentElement.closest('.table-wrap, pre'))
+    .filter(el => el.scrollWidth > el.clientWidth + 1)
+    .map(el => `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}#${el.id}`
+               + ` ${el.scrollWidth}>${el.clientWidth}: ${el.textContent.trim().slice(0, 40)}`)"""
+
+
+def fits_a_phone(tab: Tab, name: str) -> None:
+    """Screenshots at 1280x800 and 390x844; on the phone the page does not scroll sideways
+    (document.documentElement.scrollWidth <= innerWidth) and no text spills out of its box."""
+    page: Page = tab.page
+    tab.screenshot(f"records-page-{name}-desktop.png")
+    page.set_viewport_size(PHONE_VIEW)
+    try:
+        tab.screenshot(f"records-page-{name}-phone.png")
+        no_sideways_scroll(page)
+        wide = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert wide <= 0, f"{name}: the page is {wide}px wider than the phone"
+        spilled = page.evaluate(OVERFLOWING_TEXT)
+        assert not spilled, f"{name}: text wider than its box on a phone: {spilled}"
+    finally:
+        page.set_viewport_size(DESKTOP_VIEW)
+
+
+def test_every_records_page_fits_a_phone(app, desktop: Tab, runner_for, make_staff):
+    """The records centre's pages with the demo data at 1280x800 and 390x844."""
+    with app.app_context():
+        seeded = runner_for(app).invoke(args=["portal", "seed-demo", "--records"])
+    assert seeded.exit_code == 0, seeded.output
+    app.config["EXPORT_INLINE_ROWS"] = 0  # every export is a job (its page is one of these)
+    officer = make_staff("compliance", team="Customer Care")
+    desktop.sign_in(officer)
+    page = desktop.page
+
+    desktop.goto("/records/")
+    expect(page.get_by_role("heading", name="Records and compliance")).to_be_visible()
+    fits_a_phone(desktop, "landing")
+
+    desktop.goto(f"/records/audit?period=last_month&customer={demo.JORDAN.email}")
+    expect(page.locator("#audit-rows")).to_contain_text("The amount is wrong.")
+    expect(page.locator("#audit-rows details.audit-json").first).to_be_visible()
+    fits_a_phone(desktop, "search")
+    desktop.goto("/records/audit")
+    expect(page.locator("#audit-rows tr").first).to_be_visible()
+    heights = page.evaluate(
+        "[...document.querySelectorAll('#audit-filters .filter > :is(input, select)')]"
+        ".map(el => el.getBoundingClientRect().height)"
+    )
+    assert len(set(heights)) == 1, f"the filters' controls are not one height: {heights}"
+    fits_a_phone(desktop, "search-all")
+
+    page.get_by_role("button", name="Export events (CSV)").click()
+    expect(page).to_have_url(re.compile(r"/records/exports/[0-9a-f]{32}$"))
+    fits_a_phone(desktop, "export")
+
+    desktop.goto("/records/report")
+    fits_a_phone(desktop, "report")
+
+    desktop.goto("/records/holds/new")
+    page.get_by_label("Name").fill(HOLD)
+    page.get_by_label("Case reference").fill("CV-2026-118")
+    page.get_by_label("Reason", exact=True).fill("Customer disputes three refunds; keep all.")
+    page.get_by_label("Customer email (scope: one customer)").fill(demo.JORDAN.email)
+    page.get_by_role("button", name="Place the hold").click()
+    expect(page.locator("#hold-count")).to_have_text("3")
+    fits_a_phone(desktop, "hold")
+    page.set_viewport_size(PHONE_VIEW)
+    status = page.locator("#covered-table tbody tr").first.locator("td").nth(2)
+    assert status.bounding_box()["x"] < PHONE_VIEW["width"], "Status is off the screen"
+    page.set_viewport_size(DESKTOP_VIEW)
+    desktop.goto("/records/holds")
+    fits_a_phone(desktop, "holds")
+
+    desktop.goto("/records/subject")
+    page.get_by_label("Customer email").fill(demo.JORDAN.email)
+    page.get_by_role("button", name="Show what is held").click()
+    expect(page.locator("main")).to_contain_text(HOLD)
+    fits_a_phone(desktop, "subject")
+
+    desktop.goto(f"/records/access/{officer.id}")
+    fits_a_phone(desktop, "access")
+
+    tick(app, runner_for, clock.utcnow() + timedelta(days=7 * 366 + 30))
+    desktop.goto("/auth/login")
+    desktop.password_step(officer)
+    desktop.code_step(officer.secret, offset_steps=1)
+    desktop.goto("/records/retention/due")
+    expect(page.locator("#last-sweep")).to_contain_text("5 newly listed as due")
+    fits_a_phone(desktop, "due")
     desktop.assert_clean()
