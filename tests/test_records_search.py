@@ -147,7 +147,7 @@ def test_details_are_a_short_line_with_the_data_one_tap_away(trail):
                 data={"reason": "Wrong <amount> & fee", "recipient": 1})  # fmt: skip
     page = get(trail.portal(), "/records/audit")
     text = html.unescape(page)
-    assert f"kind: audit · rows: 1234 · sha256 {sha[:12]}…" in text
+    assert f"audit, 1234 rows, SHA-256 {sha[:16]}…" in text, "as the staff access report says"
     assert sha not in text.replace(f'"sha256": "{sha}"', ""), "the whole hash only in the data"
     assert "reason: Wrong <amount> & fee" in text
     assert "&lt;amount&gt;" in page, "escaped"

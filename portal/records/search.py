@@ -40,6 +40,7 @@ from portal.audit import AuditEvent
 from portal.envelopes import console, timeline
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
+from portal.records import access
 from portal.records.keys import AuditRef
 from portal.records.periods import QUICK_PICKS, Period
 
@@ -308,20 +309,18 @@ def _public_ids(events: list[AuditEvent]) -> dict[str, str]:
 
 
 # Values of an event's data worth a glance, beyond what the envelope page's timeline names
-# (``timeline._detail``: a reason, comment, field, "email to ...", "from → to"...).
+# (``timeline._detail``: a reason, comment, field, "email to ...", "from → to"...) and what the
+# staff access report names (``access._detail``: an export's kind, rows and SHA-256).
 _GLANCE = (
-    ("kind", "kind"),
     ("what", "what"),
     ("name", "name"),
     ("case_ref", "case"),
-    ("rows", "rows"),
     ("envelopes", "envelopes"),
     ("purged", "purged"),
     ("count", "count"),
     ("file", "file"),
     ("source", "source"),
 )
-SHA_SHOWN = 12  # the start of a SHA-256 is enough to tell two files apart at a glance
 SUMMARY_MAX = 160
 
 
@@ -329,15 +328,15 @@ def summary(event: audit.Revealed) -> str:
     """One short line of an event's data for the results list (the full JSON is one tap away)."""
     data = event.data
     parts = [timeline._detail(event, {})]
+    if not event.name.startswith("mail."):  # (the timeline names a mail's kind)
+        parts.append(access._detail(event.name, data))
     for key, label in _GLANCE:
         value = data.get(key)
-        if value in (None, "", [], {}) or (key == "kind" and event.name.startswith("mail.")):
+        if value in (None, "", [], {}):
             continue
         if isinstance(value, list | dict):
             value = f"{len(value):,}"
         parts.append(f"{label}: {value}")
-    if isinstance(data.get("sha256"), str):
-        parts.append(f"sha256 {data['sha256'][:SHA_SHOWN]}…")
     line = " · ".join(p for p in parts if p)
     return line if len(line) <= SUMMARY_MAX else line[: SUMMARY_MAX - 1] + "…"
 
