@@ -365,12 +365,16 @@ class Pending:
     data: Mapping[str, Any] | None = None
 
 
-def record_many(events: Iterable[Pending]) -> int:
+def record_many(
+    events: Iterable[Pending], *, created: Mapping[int, int | None] | None = None
+) -> int:
     """Append many events to the chain inside the caller's transaction; returns how many.
 
     The same events, in the same order, as that many ``record`` calls (same canonical
     encoding, same chain, the request's IP and User-Agent), with one lock of the head and one
     multi-row INSERT: thousands of events (a bulk send's chunk) in a fraction of the time.
+    ``created``: envelopes the caller has just inserted (id -> team), whose keys (none yet)
+    and teams need no look-up.
     """
     head = _lock_head()
     ip, agent = request_origin()
@@ -380,6 +384,8 @@ def record_many(events: Iterable[Pending]) -> int:
     encode, sha256 = _FIELDS.encode, hashlib.sha256
     items = list(events)
     ring, refs = keys.Ring(), list[dict[str, Any]]()
+    if created:
+        ring.created(created)
     envelope_ids = {
         keys.envelope_of(*_ref(item.subject)[:2]) for item in items if item.subject is not None
     } - {None}

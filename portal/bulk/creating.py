@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from flask import current_app
 from markupsafe import escape
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, text
 
 from portal import audit, clock, inserts, jobs, mail
 from portal.accounts import credentials
@@ -127,6 +127,34 @@ def next_ids(table: Table, count: int) -> list[int]:
     # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE).
     last = db.session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
     return list(range(int(last or 0) + 1, int(last or 0) + 1 + count))
+
+
+# PostgreSQL: the chunk's rows marked created in one statement (an executemany is one
+# UPDATE per row there); the same columns and values as ``mark_rows``.
+_MARK_CREATED = text(
+    "UPDATE bulk_row SET state = :state, envelope_id = v.envelope_id, emails = v.emails,"
+    " created_at = :created_at, error = NULL"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:envelopes AS integer[]),"
+    " CAST(:emails AS integer[])) AS v(id, envelope_id, emails)"
+    " WHERE bulk_row.id = v.id"
+)
+
+
+def _mark_created(changes: list[dict[str, Any]]) -> None:
+    """Mark rows created with their envelope (each change as ``_write`` makes it)."""
+    if db.session.get_bind().dialect.name != "postgresql" or len(changes) < 2:
+        mark_rows(changes)
+        return
+    db.session.execute(
+        _MARK_CREATED,
+        {
+            "state": RowState.CREATED.value,
+            "created_at": changes[0]["created_at"],
+            "ids": [c["row_id"] for c in changes],
+            "envelopes": [c["envelope_id"] for c in changes],
+            "emails": [c["emails"] for c in changes],
+        },
+    )
 
 
 class ChunkCreator:
@@ -347,8 +375,8 @@ class ChunkCreator:
         db.session.execute(envelope_table.insert(), [p.envelope for p in prepared])
         db.session.execute(recipient_table.insert(), people)
         inserts.insert_rows(db.session, message_table, messages)
-        audit.record_many(events)
-        mark_rows(row_updates)
+        audit.record_many(events, created=dict.fromkeys(envelope_ids, self.team_id))
+        _mark_created(row_updates)
         if not self.held:  # as ``mail.queue``: delivery is asked for after the commit
             for message in messages:
                 jobs.enqueue(mail.deliver, message["id"])

@@ -177,7 +177,7 @@ class Ring:
 
     def load(self, envelope_ids: Iterable[int]) -> None:
         """Read (one query) and unwrap the keys of these envelopes not read yet."""
-        wanted = sorted({e for e in envelope_ids if e not in self.cache})
+        wanted = sorted({e for e in envelope_ids if e not in self.cache and e not in self.absent})
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
             found = self.conn.execute(
@@ -193,6 +193,15 @@ class Ring:
                     if wrapped is None
                     else storage.unwrap(self.data_key, _key_aad(envelope_id), nonce, wrapped)
                 )
+
+    def created(self, teams: Mapping[int, int | None]) -> None:
+        """Envelopes this transaction has just inserted (id -> team): none has a key yet
+        (envelope rows are never deleted, so their ids are new), so neither their keys nor
+        their teams are looked up."""
+        for envelope_id, team in teams.items():
+            if envelope_id not in self.cache:
+                self.absent.add(envelope_id)
+            self.teams[envelope_id] = team
 
     def key(self, envelope_id: int) -> bytes | None:
         """The envelope's key, made now if it has none; None once shredded."""
