@@ -193,11 +193,16 @@ def mask(data: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         if _secret(key) and value not in (None, ""):
             out[key] = "***"
+        elif type(value) in _NOT_MAPPINGS:  # (the common case, without an ABC check)
+            out[key] = value
         elif isinstance(value, Mapping):
             out[key] = mask(value)
         else:
             out[key] = value
     return out
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list, tuple})
 
 
 @functools.lru_cache(maxsize=1024)
