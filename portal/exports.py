@@ -17,7 +17,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from flask import Response, stream_with_context
 
@@ -64,18 +64,31 @@ def csv_stream_prepared(header: Sequence[str], rows: Iterable[Sequence[Any]]) ->
         yield remaining.encode()
 
 
+def csv_line(row: Sequence[Any]) -> str:
+    """One row as ``csv.writer`` writes it (CRLF at the end): for a caller that writes its
+    own lines (``csv_stream_batches``) and meets a row it does not quote itself."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(row)
+    return buffer.getvalue()
+
+
 def csv_stream_batches(
-    header: Sequence[str], batches: Iterable[Sequence[Sequence[Any]]]
+    header: Sequence[str], batches: Iterable[Sequence[Sequence[Any] | str]]
 ) -> Iterator[bytes]:
     """``csv_stream_prepared`` for rows that come in lists (a batch read at a time): one
     writer call per batch, a chunk once ``CHUNK_CHARS`` are written (for exports of millions
-    of rows: no call per row)."""
+    of rows: no call per row). A batch may also be a list of lines already written (str,
+    each a whole line as ``csv_line`` writes it): they are written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write(BOM)
     writer.writerow([safe_cell(cell) for cell in header])
     for batch in batches:
-        writer.writerows(batch)
+        if batch and isinstance(batch[0], str):
+            buffer.write("".join(cast(Sequence[str], batch)))
+        else:
+            writer.writerows(batch)
+        del batch  # (the next one is made without this one)
         if buffer.tell() >= CHUNK_CHARS:
             yield buffer.getvalue().encode()
             buffer.seek(0)

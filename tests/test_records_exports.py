@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import random
 import re
 from datetime import timedelta
 
@@ -374,3 +375,50 @@ def test_reveal_rows_reads_every_event_as_reveal_does(ctx):
         "erased",
     ]
     db.session.rollback()
+
+
+def test_audit_lines_are_what_the_csv_writer_writes(ctx):
+    # The export writes its lines itself; for any cells (commas, quotes, line breaks,
+    # formula starts, empty and missing values, non-ASCII) they must be csv.writer's bytes
+    # for the same cells made safe.
+    rng = random.Random(12)
+    pieces = [
+        "a",
+        "é",
+        "😀",
+        " ",
+        ",",
+        '"',
+        "\r",
+        "\n",
+        "\r\n",
+        "=",
+        "+",
+        "-",
+        "@",
+        "\t",
+        "'",
+        "x y",
+    ]
+
+    def text(empty_too: bool = True) -> str | None:
+        if empty_too and rng.random() < 0.15:
+            return rng.choice([None, ""])
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+
+    rows = []
+    for seq in range(1, 3001):
+        event = rng.choice(["auth.login", "recipient.signed", text(False)])
+        rows.append(
+            (seq, "2026-01-02T03:04:05.000006Z", event, text(False), text(), text(), text(),
+             text(), text(), text(), text(), rng.choice(["a" * 64, text(False)]), "b" * 64)
+        )  # fmt: skip
+    lines = exports._audit_rows(rows, [None] * len(rows))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for seq, at, event, a_type, a_id, actor, s_type, s_id, ip, agent, data, prev, digest in rows:
+        cells = [event, audit.LABELS.get(event, event), a_type, a_id, actor, s_type, s_id]
+        cells += [ip, agent, data]
+        writer.writerow([seq, at, *(portal_exports.safe_cell(c) for c in cells), prev, digest])
+    assert "".join(lines) == buffer.getvalue()
+    assert any('"' in line[:-2] for line in lines) and any("'=" in line for line in lines)
