@@ -276,6 +276,15 @@ def fits_a_phone(tab: Tab, name: str) -> None:
         page.set_viewport_size(DESKTOP_VIEW)
 
 
+def one_height(page: Page, form: str) -> None:
+    """A filter form's text fields, date fields and lists are all one height."""
+    heights = page.evaluate(
+        f"[...document.querySelectorAll('{form} .filter > :is(input, select)')]"
+        ".map(el => el.getBoundingClientRect().height)"
+    )
+    assert len(heights) > 2 and len(set(heights)) == 1, f"{form}: not one height: {heights}"
+
+
 def test_every_records_page_fits_a_phone(app, desktop: Tab, runner_for, make_staff):
     """The records centre's pages with the demo data at 1280x800 and 390x844."""
     with app.app_context():
@@ -296,16 +305,19 @@ def test_every_records_page_fits_a_phone(app, desktop: Tab, runner_for, make_sta
     fits_a_phone(desktop, "search")
     desktop.goto("/records/audit")
     expect(page.locator("#audit-rows tr").first).to_be_visible()
-    heights = page.evaluate(
-        "[...document.querySelectorAll('#audit-filters .filter > :is(input, select)')]"
-        ".map(el => el.getBoundingClientRect().height)"
-    )
-    assert len(set(heights)) == 1, f"the filters' controls are not one height: {heights}"
+    one_height(page, "#audit-filters")
     fits_a_phone(desktop, "search-all")
 
     page.get_by_role("button", name="Export events (CSV)").click()
     expect(page).to_have_url(re.compile(r"/records/exports/[0-9a-f]{32}$"))
     fits_a_phone(desktop, "export")
+    desktop.goto("/records/exports")
+    fits_a_phone(desktop, "exports")
+    desktop.goto("/records/retention")
+    fits_a_phone(desktop, "retention")
+    desktop.goto(f"/records/holds/new?email={demo.JORDAN.email}")
+    one_height(page, "#hold-search")
+    fits_a_phone(desktop, "hold-new")
 
     desktop.goto("/records/report")
     fits_a_phone(desktop, "report")
@@ -332,6 +344,7 @@ def test_every_records_page_fits_a_phone(app, desktop: Tab, runner_for, make_sta
     fits_a_phone(desktop, "subject")
 
     desktop.goto(f"/records/access/{officer.id}")
+    one_height(page, ".access-filters")
     fits_a_phone(desktop, "access")
 
     tick(app, runner_for, clock.utcnow() + timedelta(days=7 * 366 + 30))
