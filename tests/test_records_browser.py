@@ -128,6 +128,9 @@ def test_officer_finds_exports_holds_and_watches_the_sweep_skip_the_hold(
     about = set(page.locator("#audit-rows td:nth-child(5) a").all_inner_texts())
     assert about == {f"Envelope {p[:8]}" for p in jordan}, about
     expect(page.locator("#audit-rows")).to_contain_text("The amount is wrong.")
+    # typing searched already; the button's search may still be in flight (its indicator
+    # fading out is half-transparent text that axe would read as low contrast)
+    expect(page.locator("#audit-indicator")).to_have_css("opacity", "0")
     shown = rows.count()
     accessible(page)
     at_both_sizes(desktop, "1-search")
