@@ -7,14 +7,18 @@
   show as text and hide. Every cell of every export goes through it.
 * ``csv_stream`` turns rows into encoded chunks: a BOM first (so Excel reads UTF-8), then a
   chunk per batch of lines, never the whole file in memory.
+* ``csv_stream_recorded`` is ``csv_stream`` that counts and hashes what it sends and says so
+  once when the stream ends (its export's audit event), whether it ended or was stopped.
 * ``csv_response`` sends such a stream as a download.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any, cast
@@ -96,6 +100,47 @@ def csv_stream_batches(
     remaining = buffer.getvalue()
     if remaining:
         yield remaining.encode()
+
+
+@dataclass
+class Written:
+    """What a stream wrote: rows, bytes and the file's SHA-256 so far."""
+
+    rows: int = 0
+    size: int = 0
+    digest: Any = None
+
+    def __post_init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def take(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        self.digest.update(chunk)
+        return chunk
+
+
+def csv_stream_recorded(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    finished: Callable[[Written, bool], None],
+) -> Iterator[bytes]:
+    """``csv_stream``, counting the rows and hashing the bytes sent; ``finished(written,
+    complete)`` is called once when the stream ends (``complete`` False when the person
+    stopped the download midway)."""
+    written = Written()
+    complete = False
+
+    def counted() -> Iterator[Sequence[Any]]:
+        for row in rows:
+            written.rows += 1
+            yield row
+
+    try:
+        for chunk in csv_stream(header, counted()):
+            yield written.take(chunk)
+        complete = True
+    finally:
+        finished(written, complete)
 
 
 def csv_response(chunks: Iterator[bytes], filename: str) -> Response:

@@ -103,20 +103,11 @@ def rows(query: ListQuery, user: User) -> Iterator[tuple[Any, ...]]:
 
 def stream(query: ListQuery, user: User) -> Iterator[bytes]:
     """The CSV file in chunks; the audit event is recorded once the stream ends."""
-    written = 0
-    complete = False
-
-    def counted() -> Iterator[tuple[Any, ...]]:
-        nonlocal written
-        for row in rows(query, user):
-            written += 1
-            yield row
-
-    try:
-        yield from exports.csv_stream(HEADER, counted())
-        complete = True
-    finally:
-        record(query, user, written, complete)
+    return exports.csv_stream_recorded(
+        HEADER,
+        rows(query, user),
+        lambda written, complete: record(query, user, written.rows, complete),
+    )
 
 
 def record(query: ListQuery, user: User, count: int, complete: bool) -> None:

@@ -13,7 +13,6 @@ filled-in preview, and, for a staff member, the exports and reports they made.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -197,22 +196,8 @@ def staff_csv(staff: User, period: Period, by: User) -> Iterator[bytes]:
     """The staff member's access report as a CSV file, in chunks; when the stream ends it is
     recorded as ``records.exported`` (kind ``access_report``, rows, SHA-256 of the file)."""
     staff_id, by_id = staff.id, by.id
-    digest = hashlib.sha256()
-    written = 0
-    complete = False
 
-    def counted() -> Iterator[tuple[Any, ...]]:
-        nonlocal written
-        for row in staff_rows(staff_id, period):
-            written += 1
-            yield row
-
-    try:
-        for chunk in exports.csv_stream(CSV_HEADER, counted()):
-            digest.update(chunk)
-            yield chunk
-        complete = True
-    finally:
+    def finished(written: exports.Written, complete: bool) -> None:
         write_lock()
         audit.record(
             "records.exported",
@@ -220,12 +205,14 @@ def staff_csv(staff: User, period: Period, by: User) -> Iterator[bytes]:
             data={
                 "kind": KIND,
                 "filters": {"staff": staff_id, **period.params()},
-                "rows": written,
-                "sha256": digest.hexdigest(),
+                "rows": written.rows,
+                "sha256": written.digest.hexdigest(),
                 "complete": complete,
             },
         )
         db.session.commit()
+
+    return exports.csv_stream_recorded(CSV_HEADER, staff_rows(staff_id, period), finished)
 
 
 def staff_choices() -> list[tuple[int, str, str]]:

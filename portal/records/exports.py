@@ -20,7 +20,6 @@ may download it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -512,24 +511,7 @@ def fits_inline(kind: Kind, query: AuditQuery, user: User) -> bool:
     return kind.count(query, user, limit) <= limit
 
 
-@dataclass
-class Written:
-    """What a stream wrote: rows, bytes and the file's SHA-256 so far."""
-
-    rows: int = 0
-    size: int = 0
-    digest: Any = None
-
-    def __post_init__(self) -> None:
-        self.digest = hashlib.sha256()
-
-    def take(self, chunk: bytes) -> bytes:
-        self.size += len(chunk)
-        self.digest.update(chunk)
-        return chunk
-
-
-def _chunks(kind: Kind, query: AuditQuery, user: User, written: Written) -> Iterator[bytes]:
+def _chunks(kind: Kind, query: AuditQuery, user: User, written: exports.Written) -> Iterator[bytes]:
     def batches() -> Iterator[Sequence[Sequence[Any]]]:
         for batch in kind.batches(query, user):
             written.rows += len(batch)
@@ -541,7 +523,7 @@ def _chunks(kind: Kind, query: AuditQuery, user: User, written: Written) -> Iter
 
 
 def record(
-    kind: Kind, query: AuditQuery, user: User, written: Written, **extra: Any
+    kind: Kind, query: AuditQuery, user: User, written: exports.Written, **extra: Any
 ) -> audit.AuditEvent:
     """The export as the audit event ``records.exported`` (takes the write lock first)."""
     write_lock()
@@ -568,7 +550,7 @@ def stream(kind: Kind, query: AuditQuery, user_id: int) -> Iterator[bytes]:
     user = db.session.get(User, user_id)
     if user is None:
         return
-    written = Written()
+    written = exports.Written()
     complete = False
     try:
         yield from _chunks(kind, query, user, written)
@@ -638,7 +620,7 @@ def run(export_id: int) -> None:
     reads_first()
     total = kind.count(query, user)
     db.session.rollback()
-    written = Written()
+    written = exports.Written()
     buffer: list[bytes] = []
     buffered = number = 0
 
