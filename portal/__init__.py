@@ -99,6 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.bulk.routes import bp as bulk_bp
     from portal.documents import keystore
     from portal.envelopes.routes import bp as console_bp
+    from portal.integrations import init_app as init_integrations
     from portal.library.routes import bp as library_bp
     from portal.records.routes import bp as records_bp
     from portal.signing.public_routes import bp as public_bp
@@ -115,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(mailbox.bp)
     app.register_blueprint(bulk_bp)
     app.register_blueprint(records_bp)
+    init_integrations(app)
     csrf.exempt(health.bp)
     cli.init_app(app)
     keystore.startup_check(app)

@@ -172,6 +172,30 @@ SETTINGS: tuple[Setting, ...] = (
         "Envelopes listed in a compliance report (its totals count them all; the envelopes CSV "
         "export has the full list).",
     ),
+    Setting(
+        "API_RATE_LIMIT",
+        "600 per minute",
+        "Requests one API key may make (answered 429 with Retry-After and RateLimit headers).",
+    ),
+    Setting(
+        "API_SEND_RATE_LIMIT",
+        "60 per minute",
+        "Envelopes and bulk batches one API key may create (on top of API_RATE_LIMIT).",
+    ),
+    Setting("API_MAX_BODY_MB", "5", "Largest API request body; larger ones are answered 413."),
+    Setting(
+        "WEBHOOK_ALLOWED_HOSTS",
+        "",
+        "Comma-separated hosts or networks (CIDR) webhooks may reach although they are private, "
+        "loopback or link-local (refused otherwise, checked after DNS resolution).",
+    ),
+    Setting("WEBHOOK_TIMEOUT_SECONDS", "10", "How long one webhook delivery may take."),
+    Setting(
+        "SEAL_RENEWAL_DAYS",
+        "90",
+        "Long-term seals get a fresh document timestamp this many days before the last "
+        "timestamp's certificate expires.",
+    ),
 )
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -297,6 +321,12 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BABEL_DEFAULT_LOCALE": "en",
         "JOBS_INLINE": not redis_url,
+        "API_RATE_LIMIT": str(values["API_RATE_LIMIT"]),
+        "API_SEND_RATE_LIMIT": str(values["API_SEND_RATE_LIMIT"]),
+        "API_MAX_BODY_MB": float(str(values["API_MAX_BODY_MB"])),
+        "WEBHOOK_ALLOWED_HOSTS": str(values["WEBHOOK_ALLOWED_HOSTS"] or ""),
+        "WEBHOOK_TIMEOUT_SECONDS": float(str(values["WEBHOOK_TIMEOUT_SECONDS"])),
+        "SEAL_RENEWAL_DAYS": int(str(values["SEAL_RENEWAL_DAYS"])),
     }
 
 

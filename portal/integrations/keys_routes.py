@@ -1,0 +1,3 @@
+"""Admin pages for API keys (create, shown once, revoke, last use)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Admin pages for webhook endpoints, their secrets and the delivery log."""
+
+from __future__ import annotations
