@@ -266,14 +266,7 @@ def remind_now(recipient: Recipient, by: User) -> None:
     _live(envelope)
     if recipient.kind == "cc":
         raise EnvelopeError(f"{recipient.name} gets the signed copy at the end; nothing to remind.")
-    if recipient.finished:
-        raise EnvelopeError(f"{recipient.name} has already finished.")
-    if recipient.locked_at is not None:
-        raise EnvelopeError(
-            f"{recipient.name} is locked after too many wrong codes; send a new link instead."
-        )
-    if recipient not in active_now(envelope):
-        raise EnvelopeError(f"It is not {recipient.name}'s turn yet.")
+    ensure_can_act(recipient)
     now = clock.utcnow()
     emailed = [clock.as_utc(t) for t in (recipient.sent_at, recipient.last_reminded_at) if t]
     if emailed and now - max(emailed) < REMIND_NOW_EVERY:
@@ -286,6 +279,19 @@ def remind_now(recipient: Recipient, by: User) -> None:
     invite(recipient, by, reminder=True)
     recipient.last_reminded_at = now
     db.session.commit()
+
+
+def ensure_can_act(recipient: Recipient) -> None:
+    """Refuse (``EnvelopeError``) unless it is the recipient's turn and they can still act:
+    not finished, not locked (reminders, embedded signing links)."""
+    if recipient.finished:
+        raise EnvelopeError(f"{recipient.name} has already finished.")
+    if recipient.locked_at is not None:
+        raise EnvelopeError(
+            f"{recipient.name} is locked after too many wrong codes; send a new link instead."
+        )
+    if recipient not in active_now(recipient.envelope):
+        raise EnvelopeError(f"It is not {recipient.name}'s turn yet.")
 
 
 def _minutes(span: timedelta) -> str:

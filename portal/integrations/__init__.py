@@ -40,3 +40,6 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
     api.init_app(app)
+    from portal.integrations.embedded_routes import public as embedded_public
+
+    app.register_blueprint(embedded_public)  # /s/embedded/<token>
