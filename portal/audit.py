@@ -275,6 +275,15 @@ def request_origin() -> tuple[str | None, str | None]:
     return (ip or None, agent or None)
 
 
+def _origin_of(actor: Ref) -> tuple[str | None, str | None]:
+    """The request's IP address and User-Agent for an event by ``actor``; none for the portal
+    itself: what it does on its own (completing an envelope, inviting the next signer) may
+    happen during someone's request, but it is not that person's act or address."""
+    if _ref(actor)[0] == "system":
+        return (None, None)
+    return request_origin()
+
+
 def _fields(
     seq: int,
     occurred_at: str,
@@ -336,7 +345,7 @@ def record(
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction."""
     head = _lock_head()
-    req_ip, req_agent = request_origin()
+    req_ip, req_agent = _origin_of(actor)
     ring, refs = keys.Ring(), list[dict[str, Any]]()
     fields = _fields(
         head.seq + 1,
@@ -398,8 +407,9 @@ def record_many(
     ring.load_teams(cast(set[int], envelope_ids))
     for item in items:
         seq += 1
+        origin = (None, None) if _ref(item.actor)[0] == "system" else (ip, agent)
         row = _fields(
-            seq, occurred_at, item.event, item.actor, item.subject, item.data, ip, agent, ring, refs
+            seq, occurred_at, item.event, item.actor, item.subject, item.data, *origin, ring, refs
         )
         row["data"] = data = row.pop("data_json")  # the table's column name
         # ``chain_hash(prev, canonical(...))``, written out as ``_check`` does

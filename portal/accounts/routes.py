@@ -65,6 +65,8 @@ def _begin_session(user: User, raw_sid: str) -> None:
 
 
 def _after_login() -> Response:
+    """Where a signed-in user belongs: their own password first if they must change it, else
+    where they were going, else the console."""
     if current_user.must_change_password:
         flash("Choose your own password before you continue.", "info")
         return redirect(url_for("account.password"))
@@ -75,8 +77,8 @@ def _after_login() -> Response:
 @limiter.limit(_login_limit, methods=["POST"])
 def login() -> Any:
     """Step one: email and password."""
-    if current_user.is_authenticated:
-        return redirect(url_for("console.home"))
+    if current_user.is_authenticated:  # e.g. Back after signing in: no step to repeat
+        return _after_login()
     form = LoginForm()
     error = None
     if form.validate_on_submit():
@@ -98,6 +100,8 @@ def login() -> Any:
 @limiter.limit(_login_limit, methods=["POST"])
 def code() -> Any:
     """Step two: the authenticator code (or a recovery code)."""
+    if current_user.is_authenticated:
+        return _after_login()
     user = _pending_user()
     if user is None:
         flash("Sign in again: that step took too long.", "info")
@@ -127,6 +131,8 @@ def code() -> Any:
 @limiter.limit(_login_limit, methods=["POST"])
 def enrol() -> Any:
     """First sign-in: connect an authenticator app and receive recovery codes."""
+    if current_user.is_authenticated:
+        return _after_login()
     user = _pending_user()
     if user is None:
         flash("Sign in again: that step took too long.", "info")

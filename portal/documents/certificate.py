@@ -282,22 +282,52 @@ def _fit(text: str, font: str, size: float, width: float) -> str:
     return text.rstrip() + "…"
 
 
-def _split_word(word: str, used: float, width: float, font: str, size: float) -> list[str]:
-    """A word wider than a line cut between characters: the first part fills the current line
-    (``used`` points of it are taken), each further part a whole line (Paragraph's
-    ``splitLongWords``)."""
+# Where a word too long for its line may break: before "@" and after ".", "-", "_", "/" or "+"
+# (an email address or a URL breaks between its parts, never letter by letter).
+_WORD_BREAKS = re.compile(r"(?=@)|(?<=[./_+-])")
+
+
+def _split_chars(word: str, width: float, font: str, size: float) -> list[str]:
+    """A piece with no break point that is wider than a line, cut into line-wide parts."""
     measure = pdfmetrics.stringWidth
     parts: list[str] = []
-    current = ""
+    current, used = "", 0.0
     for char in word:
         char_width = measure(char, font, size)
-        if used + char_width > width and (current or char_width <= width):
+        if current and used + char_width > width:
             parts.append(current)
-            current = ""
-            used = char_width
-        else:
-            used += char_width
+            current, used = "", 0.0
         current += char
+        used += char_width
+    parts.append(current)
+    return parts
+
+
+def _split_word(word: str, used: float, width: float, font: str, size: float) -> list[str]:
+    """A word wider than a line cut at its break points (``_WORD_BREAKS``): the first part
+    fills the current line (``used`` points of it are taken; empty when not even the first
+    piece fits), each further part a line. Only a piece wider than a whole line is cut
+    between characters."""
+    measure = pdfmetrics.stringWidth
+    pieces = [
+        part
+        for piece in _WORD_BREAKS.split(word)
+        if piece
+        for part in (
+            _split_chars(piece, width, font, size)
+            if measure(piece, font, size) > width
+            else [piece]
+        )
+    ]
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        piece_width = measure(piece, font, size)
+        if used + piece_width > width:
+            parts.append(current)
+            current, used = "", 0.0
+        current += piece
+        used += piece_width
     parts.append(current)
     return parts
 
@@ -306,8 +336,9 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     """One clean line of text broken into lines of at most ``width`` points.
 
     The same breaks as reportlab's Paragraph makes for plain text in one style (greedy at
-    spaces, its small space shrinkage allowed, over-long words split between characters), so
-    plain strings drawn line by line look exactly like the Paragraphs they replace.
+    spaces, its small space shrinkage allowed), so plain strings drawn line by line look like
+    the Paragraphs they replace; but a word longer than a line (an email address) breaks at
+    sensible points (``_split_word``), where Paragraph would cut it letter by letter.
     """
     if not text:
         return []

@@ -210,7 +210,7 @@ def evidence(
             TimelineEntry(
                 at=e.occurred,
                 event=audit.label(e.name),
-                actor=e.actor_label or e.actor_type,
+                actor="The portal" if e.actor_type == "system" else e.actor_label or e.actor_type,
                 ip=e.ip,
                 detail=_detail(e),
             )
