@@ -66,6 +66,16 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+# The same errors told to someone who is not signed in (a signer, or anyone on /verify): they
+# have no admin to ask; the organisation that sent them a document is who can help.
+PUBLIC_ADVICE: dict[int, str] = {
+    403: "This page is not open to you. If you were sent a document, open the link in the "
+    "most recent email about it.",
+    500: "Nothing you entered was lost. Try again in a moment; if it keeps happening, contact "
+    "the organisation that sent you the document.",
+}
+
+
 def pdf_response(content: bytes, filename: str, *, download: bool = True) -> Response:
     """A PDF to save (``attachment``) or to show in the browser (``inline``)."""
     response = Response(content, mimetype="application/pdf")
@@ -242,6 +252,8 @@ def _hsts(response: Response) -> Response:
 def error_response(code: int, detail: str | None = None) -> tuple[str, int]:
     """A friendly page (or fragment for htmx) for an HTTP error code."""
     title, advice = ERRORS.get(code, ERRORS[500] if code >= 500 else ERRORS[400])
+    if not current_user.is_authenticated:
+        advice = PUBLIC_ADVICE.get(500 if code >= 500 else code, advice)
     template = "errors/_error.html" if wants_fragment() else "errors/error.html"
     return render_template(template, code=code, title=title, advice=detail or advice), code
 
