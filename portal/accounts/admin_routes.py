@@ -44,13 +44,13 @@ def _team_choices() -> list[SelectChoice]:
 
 def _user_or_404(user_id: int) -> User:
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or user.service:  # an API key's user: see Integrations
         abort(404)
     return user
 
 
 def _search(query: str) -> list[User]:
-    stmt = select(User).order_by(User.active.desc(), User.name)
+    stmt = select(User).where(User.service.is_(False)).order_by(User.active.desc(), User.name)
     if query.strip():
         stmt = stmt.outerjoin(Team).where(
             or_(*(text.contains(column, query) for column in (User.email, User.name, Team.name)))

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -71,12 +72,15 @@ class User(UserMixin, Model):
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
+    # An API key's service user (portal.integrations.keys): it acts for the key, never signs in.
+    service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     team: Mapped[Team | None] = relationship(lazy="joined")
 
     @property
     def audit_ref(self) -> tuple[str, str, str]:
-        return ("user", str(self.id), self.email)
+        # An API key's user is named by the key ("API key: CRM sync"), its address is made up.
+        return ("user", str(self.id), self.name if self.service else self.email)
 
     @property
     def is_active(self) -> bool:  # Flask-Login asks this

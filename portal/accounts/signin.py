@@ -67,7 +67,9 @@ def check_password(email: str, password: str) -> Outcome:
     """First step: email and password. Success means "now ask for a code"."""
     write_lock()
     address = email.strip().lower()
-    user = db.session.execute(select(User).where(User.email == address)).scalar_one_or_none()
+    user = db.session.execute(
+        select(User).where(User.email == address, User.service.is_(False))
+    ).scalar_one_or_none()
     matches = credentials.check_password(user.password_hash if user else None, password)
     if user is None:
         audit.record(
