@@ -146,3 +146,64 @@ def unused(header: Sequence[str], mapping: Mapping[str, int]) -> list[str]:
     """Headings of the file's columns nothing is read from."""
     used = set(mapping.values())
     return [h for i, h in enumerate(header) if h.strip() and i not in used]
+
+
+# How the API names a recipient's details in a JSON row (``rows_csv``): its keys -> parts.
+JSON_PERSON_FIELDS = {
+    "name": "name",
+    "email": "email",
+    "phone": "phone",
+    "locale": "language",
+    "auth_method": "auth",
+    "access_code": "access_code",
+}
+
+
+class RowsProblem(ValueError):
+    """JSON rows that name what the template does not have; the message says which."""
+
+
+def _json_cells(number: int, row: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """(column key, value, where the row says it) for each value a JSON row gives."""
+    given = [
+        (f"merge:{key}", value, f"rows[{number}].merge_data.{key}")
+        for key, value in (row.get("merge_data") or {}).items()
+    ]
+    for person in row.get("recipients") or []:
+        role = str(person.get("role") or "")
+        given += [
+            (f"role:{role}:{part}", person[name], f"rows[{number}].recipients[{role}].{name}")
+            for name, part in JSON_PERSON_FIELDS.items()
+            if person.get(name) not in (None, "")
+        ]
+    given += [(key, row.get(key), f"rows[{number}].{key}") for key in ("ticket_id", "ticket_url")]
+    return given
+
+
+def rows_csv(version: TemplateVersion, rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """JSON rows (``merge_data``, ``recipients`` with their ``role``, ``ticket_id``,
+    ``ticket_url``) as the CSV file bulk send reads (the header, then row ``i`` as the file's
+    row ``i + 2``), so that they are read, checked, kept and sent as an uploaded file is.
+    ``RowsProblem`` names the merge keys and roles the template does not have."""
+    columns = columns_for(version)
+    index = {c.key: i for i, c in enumerate(columns)}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([c.heading for c in columns])
+    unknown: list[str] = []
+    for number, row in enumerate(rows):
+        cells = [""] * len(columns)
+        for key, value, where in _json_cells(number, row):
+            if key not in index:
+                unknown.append(where)
+            elif value is not None:
+                cells[index[key]] = str(value)
+        writer.writerow(cells)
+    if unknown:
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise RowsProblem(
+            f"Not in template {version.template.name} v{version.number}: "
+            f"{', '.join(unknown[:10])}{more}. GET /api/v1/templates/<id> lists its merge keys "
+            "and roles."
+        )
+    return buffer.getvalue().encode()
