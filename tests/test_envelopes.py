@@ -84,7 +84,8 @@ def envelope_app():
 def test_spanish_recipients_get_the_email_in_spanish(demo):
     _refund(demo, locale="es")
     (message,) = db.session.execute(select(Message)).scalars()
-    assert message.subject.startswith("Firme por favor") and "Hola Zoë" in message.text_body
+    assert message.subject.startswith("Documento pendiente de firma")
+    assert "Hola, Zoë" in message.text_body
 
 
 def test_missing_merge_values_and_bad_emails_change_nothing(demo):

@@ -111,6 +111,7 @@ class RecipientEvidence:
     finished_at: datetime | None
     decline_reason: str | None
     comment: str | None
+    consent_language: str | None = None  # the language of the disclosure text accepted
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class CertificateData:
     generated_at: datetime
     organisation: str  # shown in the page header
     interim: bool = False
+    document_language: str = ""  # e.g. "Spanish"
+    # The full disclosure as shown, once per language shown: (language, text).
+    consent_texts: Sequence[tuple[str, str]] = ()
 
 
 # --------------------------------------------------------------------------- wording
@@ -1097,6 +1101,7 @@ def _title_block(data: CertificateData, heading: str, width: float) -> list[Flow
         ("Document", title),
         ("Pages", f"{data.page_count:,}"),
         ("Template", template),
+        *([("Document language", data.document_language)] if data.document_language else []),
         ("Status", _Text(status, look.i_bold)),
         ("Created", format_utc(data.created_at)),
         ("Completed", format_utc(data.completed_at) if data.completed_at else "Not completed"),
@@ -1319,7 +1324,8 @@ def _recipient_card(
         finish = _FINISH_LABEL.get(recipient.kind, "Finished")
     consent = format_utc(recipient.consented_at)
     if recipient.consented_at and recipient.consent_version:
-        consent += f"\n(disclosure version {_clean(recipient.consent_version)})"
+        shown = f", {_clean(recipient.consent_language)}" if recipient.consent_language else ""
+        consent += f"\n(disclosure version {_clean(recipient.consent_version)}{shown})"
     inner = right_w - 12
     side = _Sketch(inner)
     box_x = (inner - SIGNATURE_BOX[0] - 8) / 2
@@ -1390,34 +1396,53 @@ def _recipients(data: CertificateData, width: float) -> list[Flowable]:
     return out
 
 
+def _consent_text(version: str, language: str, text: str) -> list[Flowable]:
+    """The disclosure's full text as it was shown, in that language."""
+    look = _look()
+    shown = f", as shown in <b>{_esc(language)}</b>" if language else ""
+    out: list[Flowable] = [
+        Paragraph(
+            f"Disclosure version <b>{_esc(version) or NOT_RECORDED}</b>{shown}. "
+            "Text of the disclosure accepted:",
+            look.body,
+        )
+    ]
+    blocks = [b for b in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if b.strip()]
+    if blocks:
+        out.extend(Paragraph(_esc_lines(block), look.quote) for block in blocks)
+    else:
+        out.append(Paragraph(f"<i>{NOT_RECORDED}</i>", look.quote))
+    return out
+
+
 def _consent(data: CertificateData, width: float) -> list[Flowable]:
     look = _look()
-    intro: list[Flowable] = [
-        _heading("Consent to electronic records and signatures", width),
-        Paragraph(
-            f"Disclosure version <b>{_esc(data.consent_version) or NOT_RECORDED}</b>. "
-            "Summary of the disclosure accepted:",
-            look.body,
-        ),
-    ]
-    blocks = [b for b in re.split(r"\n\s*\n", data.consent_text.replace("\r\n", "\n")) if b.strip()]
-    if blocks:
-        intro.extend(Paragraph(_esc_lines(block), look.quote) for block in blocks)
-    else:
-        intro.append(Paragraph(f"<i>{NOT_RECORDED}</i>", look.quote))
-    out: list[Flowable] = [CondPageBreak(150), KeepTogether(intro)]
+    texts = list(data.consent_texts) or [("", data.consent_text)]
+    first, *more = [_consent_text(data.consent_version, lang, text) for lang, text in texts]
+    heading = _heading("Consent to electronic records and signatures", width)
+    out: list[Flowable] = [CondPageBreak(150), KeepTogether([heading, *first])]
+    out += [KeepTogether(text) for text in more]
+    languages = any(r.consent_language for r in data.recipients)
     rows: list[list[_Value]] = []
     for r in sorted(data.recipients, key=lambda r: r.order):
         if r.kind == "cc" and r.consented_at is None:
             continue
         when = "Not accepted" if r.consented_at is None else format_utc(r.consented_at)
-        rows.append([_or(r.name), _or(r.email), _or(r.consent_version, NO_TIME), when])
+        version = _or(r.consent_version, NO_TIME)
+        if languages and r.consented_at is not None:
+            version = f"{r.consent_version or NO_TIME}, {r.consent_language or NOT_RECORDED}"
+        rows.append([_or(r.name), _or(r.email), version, when])
     if rows:
         out.append(
             _listing(
-                ["Recipient", "Email", "Version", "Accepted (UTC)"],
+                [
+                    "Recipient",
+                    "Email",
+                    "Version, language" if languages else "Version",
+                    "Accepted (UTC)",
+                ],
                 rows,
-                _split(width, (0.28, 0.34, 0.12, 0.26)),
+                _split(width, (0.25, 0.31, 0.19, 0.25) if languages else (0.28, 0.34, 0.12, 0.26)),
             )
         )
     else:

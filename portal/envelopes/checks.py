@@ -7,7 +7,7 @@ a value is accepted or refused the same way wherever it comes from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,10 +17,11 @@ from email_validator import EmailNotValidError, validate_email
 from portal.accounts import credentials
 from portal.documents.authoring import MergeKey
 from portal.envelopes.models import Recipient, RecipientStatus
+from portal.library import languages, variants
 from portal.library import operations as library
 from portal.library.models import DEFAULT_SETTINGS, TemplateVersion
 
-LOCALES = ("en", "es")
+LOCALES = languages.CODES
 # What each template default allows an agent to choose (never weaker than the default).
 AUTH_ALLOWED = {
     "link": ("link", "email_otp", "access_code"),
@@ -71,6 +72,7 @@ class SendOptions:
     expiry_days: int | None = None
     reminder_every_hours: int | None = None
     reminder_max: int | None = None
+    language: str = ""  # the document's language ("": the first signer's, when the template has it)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,25 @@ def recipients(
     return people
 
 
+def document_language(
+    version: TemplateVersion, people: Sequence[tuple[str, str]], chosen: str = ""
+) -> str:
+    """The language of the one document every recipient signs, from the recipients' (kind,
+    locale) in the template's order: the one chosen (which the template must have), else
+    the first signer's when the template has it, else the template's own."""
+    have = variants.available(version)
+    if chosen:
+        if chosen not in have:
+            raise EnvelopeError(
+                f"This template has no {languages.label(chosen)} document. Choose one of: "
+                f"{', '.join(languages.label(code) for code in have)}."
+            )
+        return chosen
+    signers = [locale for kind, locale in people if kind == "signer"]
+    first = signers[0] if signers else languages.BASE
+    return first if first in have else languages.BASE
+
+
 def ticket(ticket_id: str, ticket_url: str) -> tuple[str | None, str | None]:
     """The ticket or CRM reference and its link (a web address), either may be empty."""
     reference = _bounded(one_line(ticket_id), "ticket_id", "The ticket reference")
@@ -278,9 +299,14 @@ def options(
     expiry_days: Any = None,
     reminder_every_hours: Any = None,
     reminder_max: Any = None,
+    language: str = "",
 ) -> SendOptions:
     """Send-time options from what was typed (empty: the template's setting)."""
+    chosen = str(language or "").strip()
+    if chosen and chosen not in variants.available(version):
+        raise EnvelopeError(f"This template has no {languages.label(chosen)} document.")
     return SendOptions(
+        language=chosen,
         message=personal_message(message),
         cc=cc_addresses(cc),
         expiry_days=_setting(version, "expiry_days", expiry_days),

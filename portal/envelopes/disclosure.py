@@ -5,17 +5,18 @@ A new version requires fresh consent: recipients who accepted an older one are a
 
 from __future__ import annotations
 
-VERSION = "2026-11"
+VERSION = "2026-12"  # 2026-12: paper copies through the sender (no reply to a no-reply address)
 
 # (heading, text) pairs, English and Spanish. Every required element has its own paragraph.
+# The Spanish text is written for a reader in Spain or Latin America: formal "usted", and the
+# same terms as the signer pages and emails ("documento", "firmar", "copia firmada").
 TEXT = {
     "en": (
         ("Electronic records and signatures",
          "{org} would like to give you this document and receive your signature electronically. "
          "Please read this before you continue."),
         ("Your right to paper",
-         "You can ask for a paper copy of any document you sign here, at no charge, by "
-         "replying to the email that brought you here or contacting {sender}."),
+         "You can ask {sender} for a paper copy of any document you sign here, at no charge."),
         ("Withdrawing consent",
          "You can withdraw your consent to use electronic records at any time before you sign, "
          "by declining on the next page or telling {sender}. The only consequence is that this "
@@ -30,28 +31,42 @@ TEXT = {
     ),
     "es": (
         ("Documentos y firmas electrónicos",
-         "{org} desea entregarle este documento y recibir su firma de forma electrónica. "
-         "Léalo antes de continuar."),
-        ("Su derecho al papel",
-         "Puede pedir sin coste una copia en papel de cualquier documento que firme aquí, "
-         "respondiendo al correo que le trajo aquí o contactando con {sender}."),
-        ("Retirar el consentimiento",
+         "{org} desea facilitarle este documento y recibir su firma por medios electrónicos. "
+         "Le rogamos que lea esta información antes de continuar."),
+        ("Derecho a una copia en papel",
+         "Puede solicitar a {sender} una copia en papel de cualquier documento que firme aquí, "
+         "sin ningún coste."),
+        ("Retirada del consentimiento",
          "Puede retirar su consentimiento al uso de documentos electrónicos en cualquier momento "
-         "antes de firmar, rechazándolo en la página siguiente o diciéndoselo a {sender}. La única "
-         "consecuencia es que este documento se tramitará en papel, lo que puede tardar más."),
+         "antes de firmar, rechazando el documento en la página siguiente o comunicándoselo a "
+         "{sender}. La única consecuencia es que el documento se tramitará en papel, lo que "
+         "puede llevar más tiempo."),
         ("Alcance del consentimiento",
-         "Este consentimiento cubre solo este documento y ninguna otra operación."),
-        ("Mantener sus datos al día",
-         "Si cambia su dirección de correo, comuníqueselo a {sender} para que reciba la "
-         "copia firmada."),
-        ("Qué necesita",
-         "Un navegador web actual para leer y firmar, y un lector de PDF para abrir y guardar la "
-         "copia firmada que le enviaremos. Puede descargarla y conservarla."),
+         "Este consentimiento se refiere únicamente a este documento y no se aplica a ninguna "
+         "otra operación."),
+        ("Actualización de sus datos",
+         "Si cambia su dirección de correo electrónico, comuníqueselo a {sender} para que la "
+         "copia firmada le llegue correctamente."),
+        ("Requisitos técnicos",
+         "Necesitará un navegador web actualizado para leer y firmar el documento, y un lector "
+         "de PDF para abrir y conservar la copia firmada que le enviaremos. Puede descargar la "
+         "copia firmada y guardarla."),
     ),
 }  # fmt: skip
 
 
+def language(locale: str | None) -> str:
+    """The language the disclosure is shown in to a recipient of this locale."""
+    return locale if locale in TEXT else "en"
+
+
 def paragraphs(locale: str, org: str, sender: str) -> list[tuple[str, str]]:
     """The disclosure in the recipient's language, with names filled in."""
-    text = TEXT.get(locale, TEXT["en"])
+    text = TEXT[language(locale)]
     return [(head, body.format(org=org, sender=sender)) for head, body in text]
+
+
+def full_text(locale: str, org: str, sender: str) -> str:
+    """The whole disclosure as shown in that language: headings and paragraphs, blank-line
+    separated (the certificate quotes it)."""
+    return "\n\n".join(f"{head}\n{body}" for head, body in paragraphs(locale, org, sender))

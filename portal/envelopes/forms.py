@@ -19,6 +19,7 @@ from wtforms.validators import DataRequired, Length
 
 from portal.envelopes import checks
 from portal.envelopes.checks import EnvelopeError, RecipientInput, SendOptions
+from portal.library import languages, variants
 from portal.library import operations as library
 from portal.library.models import TemplateVersion
 
@@ -28,6 +29,7 @@ MIRRORED_PARTS = ("name", "email", "phone")
 # What a deep link may fill: never an access code (a secret in an address) or the form key.
 LINKABLE_PARTS = ("name", "email", "phone", "locale", "auth")
 OPTION_NAMES = ("message", "cc", "expiry_days", "reminder_every_hours", "reminder_max")
+LANGUAGE = "document_language"  # shown when the template has more than one language
 _PART_LENGTH = {"name": "name", "email": "email", "phone": "phone"}
 
 
@@ -51,6 +53,11 @@ def partners(version: TemplateVersion) -> dict[str, str]:
     """Each mirrored input's partner, both ways (the page's script keeps them in step)."""
     pairs = mirrored_pairs(version)
     return {**dict(pairs), **{person: merge for merge, person in pairs}}
+
+
+def document_languages(version: TemplateVersion) -> list[tuple[str, str]]:
+    """(code, name) of each language the version's document exists in, its own first."""
+    return [(code, languages.NAMES[code][0]) for code in variants.available(version)]
 
 
 def input_lengths(version: TemplateVersion) -> dict[str, int]:
@@ -81,7 +88,7 @@ class SendForm:
         yield from (f"m-{k.key}" for k in library.merge_keys(self.version))
         for role in self.version.roles:
             yield from (_person(str(role["key"]), part) for part in PERSON_PARTS)
-        yield from ("ticket_id", "ticket_url", *OPTION_NAMES)
+        yield from ("ticket_id", "ticket_url", *OPTION_NAMES, LANGUAGE)
 
     @classmethod
     def posted(cls, version: TemplateVersion, formdata: MultiDict[str, str]) -> SendForm:
@@ -152,6 +159,16 @@ class SendForm:
             for role in self.version.roles
         ]
 
+    def document_language(self) -> str:
+        """The language of the document with the values given so far (never raises: a
+        language the template lacks is refused when sent)."""
+        by_role = {r.role: r.locale for r in self.recipients()}
+        people = [(str(r["kind"]), by_role.get(str(r["key"]), "")) for r in self.version.roles]
+        chosen = self.get(LANGUAGE)
+        if chosen not in variants.available(self.version):
+            chosen = ""
+        return checks.document_language(self.version, people, chosen)
+
     def merge_values(self) -> dict[str, str]:
         return {k.key: self.get(f"m-{k.key}") for k in library.merge_keys(self.version)}
 
@@ -163,6 +180,7 @@ class SendForm:
             expiry_days=self.get("expiry_days"),
             reminder_every_hours=self.get("reminder_every_hours"),
             reminder_max=self.get("reminder_max"),
+            language=self.get(LANGUAGE),
         )
 
     @property

@@ -101,6 +101,8 @@ class Envelope(Model):
     document_blob_id: Mapped[str] = mapped_column(ForeignKey("blob.id"), nullable=True)
     original_sha256: Mapped[str] = mapped_column(String(64))
     page_count: Mapped[int] = mapped_column(Integer)
+    # The language of the document sent (the template's base language or one of its variants).
+    document_locale: Mapped[str] = mapped_column(String(10), default="en", server_default="en")
     # Page geometry and rendered images of the document as sent (see library pages).
     pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     images_status: Mapped[str] = mapped_column(String(20), default="pending")
@@ -189,6 +191,7 @@ class Recipient(Model):
     # Evidence of consent, authentication and signing (also in the audit chain).
     consent_version: Mapped[str | None] = mapped_column(String(20))
     consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consent_locale: Mapped[str | None] = mapped_column(String(10))  # language of the text accepted
     otp_hash: Mapped[str | None] = mapped_column(String(64))
     otp_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     auth_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -111,7 +111,8 @@ def preview(version_id: int) -> Any:
     """The merged document with the values typed so far, before sending."""
     version = _sendable_version_or_404(version_id)
     try:
-        pdf = ops.preview(version, forms.SendForm.posted(version, request.form).merge_values())
+        form = forms.SendForm.posted(version, request.form)
+        pdf = ops.preview(version, form.merge_values(), form.document_language())
     except ops.EnvelopeError as exc:
         return web.error_response(422, str(exc))
     response = web.pdf_response(pdf, "preview.pdf", download=False)
@@ -138,6 +139,7 @@ def _send_page(
         lengths=forms.input_lengths(version),
         ranges=checks.ranges(version),
         allowed=checks.AUTH_ALLOWED.get(default_auth, ("link",)),
+        document_languages=forms.document_languages(version),
         error=error,
         earlier=earlier or [],
         reused=reused,

@@ -41,6 +41,7 @@ from portal.documents.stamp import Stamp, stamp_pdf
 from portal.envelopes import disclosure, viewing
 from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
+from portal.library import languages, queries
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +175,21 @@ def evidence(
                 finished_at=recipient.finished_at,
                 decline_reason=recipient.decline_reason,
                 comment=comments.get(str(recipient.id)),
+                consent_language=languages.label(recipient.consent_locale)
+                if recipient.consent_locale
+                else None,
             )
         )
     org = str(current_app.config.get("ORG_NAME") or "")
     consent = " ".join(
         f"{head}. {body}" for head, body in disclosure.paragraphs("en", org=org, sender=sender.name)
     )
+    # The full disclosure in each language a recipient accepted it in (English when none did).
+    shown = sorted({r.consent_locale for r in envelope.recipients if r.consent_locale}) or ["en"]
+    consent_texts = [
+        (languages.label(code), disclosure.full_text(code, org=org, sender=sender.name))
+        for code in shown
+    ]
     delivered = {
         str(e.data.get("recipient_id")): e.occurred
         for e in events
@@ -200,6 +210,8 @@ def evidence(
         recipients=recipients,
         consent_text=consent,
         consent_version=disclosure.VERSION,
+        consent_texts=consent_texts,
+        document_language=languages.label(envelope.document_locale),
         cc_deliveries=[
             (r.name, r.email, delivered.get(str(r.id)))
             for r in envelope.recipients
@@ -238,8 +250,9 @@ def stamps(
     values: list[FieldValue] | None = None,
     images: dict[str, bytes] | None = None,
 ) -> list[Stamp]:
-    """One stamp per filled field, where the template placed it."""
-    fields = {f.key: f for f in envelope.version.fields}
+    """One stamp per filled field, where the template placed it (on the document's language)."""
+    placed = queries.sent_fields(envelope.template_version_id, envelope.document_locale)
+    fields = {f.key: f for f in placed}
     images = {} if images is None else images
     out: list[Stamp] = []
     for value in _values(envelope) if values is None else values:

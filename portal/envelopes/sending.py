@@ -25,6 +25,7 @@ from portal.envelopes.checks import EnvelopeError, RecipientInput, SendOptions
 from portal.envelopes.links import active_now, invite
 from portal.envelopes.models import Envelope, EnvelopeStatus
 from portal.extensions import db
+from portal.library import languages, variants
 from portal.library import operations as library
 from portal.library.models import TemplateVersion
 
@@ -37,14 +38,15 @@ class StoredDocument:
     sha256: str
 
 
-def document_for(version: TemplateVersion, values: Mapping[str, str]) -> bytes:
-    """The exact bytes the recipients will see: the PDF, or the authored text merged."""
+def document_for(
+    version: TemplateVersion, values: Mapping[str, str], locale: str = languages.BASE
+) -> bytes:
+    """The exact bytes the recipients will see: the PDF, or the authored text merged, in the
+    language given (the version's own document when it has no such variant)."""
+    variant = version.variant(locale)
     if version.source_kind == "authored":
-        keys = library.merge_keys(version)
         try:
-            pdf = authoring.render_pdf(
-                version.authored_body or "", values, keys, title=version.template.name
-            )
+            pdf = variants.render(version, locale, values)
         except authoring.AuthoringError as exc:
             raise EnvelopeError(str(exc)) from exc
         pages = inspect_generated_pdf(pdf).page_count
@@ -55,16 +57,19 @@ def document_for(version: TemplateVersion, values: Mapping[str, str]) -> bytes:
                 "values or ask compliance to adjust the template."
             )
         return pdf
-    if not version.source_blob_id:
+    blob_id = variant.source_blob_id if variant is not None else version.source_blob_id
+    if not blob_id:
         raise EnvelopeError("This template has no document.")
-    return storage.get(version.source_blob_id)
+    return storage.get(blob_id)
 
 
 def _attach_pages(envelope: Envelope, version: TemplateVersion) -> None:
     """An uploaded PDF is sent as it is, so its page images are the template's; an authored
-    document is merged with the customer's values and gets its own."""
-    envelope.pages = [dict(page) for page in version.pages]
-    if version.source_kind == "authored":
+    document is merged with the customer's values, and a language variant is another PDF:
+    those get their own."""
+    variant = version.variant(envelope.document_locale)
+    envelope.pages = [dict(page) for page in (variant or version).pages]
+    if version.source_kind == "authored" or variant is not None:
         for page in envelope.pages:
             page["image_blob_id"] = None
         images.ENVELOPES.request(envelope)
@@ -72,22 +77,26 @@ def _attach_pages(envelope: Envelope, version: TemplateVersion) -> None:
         envelope.images_status = version.images_status
 
 
-def preview(version: TemplateVersion, merge_data: Mapping[str, str]) -> bytes:
+def preview(
+    version: TemplateVersion, merge_data: Mapping[str, str], locale: str = languages.BASE
+) -> bytes:
     """The document exactly as the customer would get it with these values (nothing stored)."""
     try:
         library.ensure_sendable(version)
     except library.LibraryError as exc:
         raise EnvelopeError(str(exc)) from exc
-    return document_for(version, checks.merge_data(version, merge_data))
+    return document_for(version, checks.merge_data(version, merge_data), locale)
 
 
-def store_document(version: TemplateVersion, values: Mapping[str, str]) -> StoredDocument:
+def store_document(
+    version: TemplateVersion, values: Mapping[str, str], locale: str = languages.BASE
+) -> StoredDocument:
     """Store the document for these (checked) merge values, as the recipients will see it.
 
     For an uploaded PDF the bytes are the same for every envelope of the version; a sender
     of many envelopes may store it once and give the result to each ``send_new``.
     """
-    document = document_for(version, values)
+    document = document_for(version, values, locale)
     return StoredDocument(
         storage.put(document, kind="envelope_document"), hashlib.sha256(document).hexdigest()
     )
@@ -116,6 +125,7 @@ def _created(envelope: Envelope, by: User, options: SendOptions) -> None:
             "template": version.template.name,
             "version": version.number,
             "sha256": envelope.original_sha256,
+            "language": envelope.document_locale,
             "ticket": envelope.ticket_id,
             "recipients": [
                 {
@@ -152,7 +162,8 @@ def send_new(
 
     ``merge_data``, ``recipients`` and the ticket are checked here (``checks``); ``options``
     must come from ``checks.options`` for this version. ``document`` is what
-    ``store_document`` returned for these values (stored now when not given).
+    ``store_document`` returned for these values and the envelope's document language
+    (``checks.document_language``; stored now when not given).
     """
     try:
         library.ensure_sendable(version)
@@ -164,7 +175,10 @@ def send_new(
     reference, url = checks.ticket(ticket_id, ticket_url)
     last_order = max((p.order for p in people), default=0)
     people += checks.cc_recipients(options.cc, after=last_order)
-    document = document or store_document(version, values)
+    locale = checks.document_language(
+        version, [(p.kind, p.locale) for p in people], options.language
+    )
+    document = document or store_document(version, values, locale)
     settings = _settings(version, options)
     now = clock.utcnow()
     expires_at = now + timedelta(days=int(settings.get("expiry_days") or 30))
@@ -173,7 +187,7 @@ def send_new(
         version=version,
         team_id=version.template.team_id if by.team_id is None else by.team_id,
         created_by=by,
-        title=version.template.name,
+        title=variants.document_title(version, locale),  # the document's own, in its language
         status=EnvelopeStatus.SENT.value,
         merge_data=values,
         ticket_id=reference,
@@ -183,6 +197,7 @@ def send_new(
         document_blob_id=document.blob_id,
         original_sha256=document.sha256,
         page_count=version.page_count,
+        document_locale=locale,
         sent_at=now,
         expires_at=expires_at,
     )

@@ -12,6 +12,8 @@ from portal.documents import authoring
 from portal.documents.geometry import Rect
 from portal.extensions import db
 from portal.library import operations as ops
+from portal.library import variants
+from portal.library.demo_es import REFUND_EXAMPLE_ES
 from portal.library.models import Template
 
 SERVICE_CHANGE_KEYS = [
@@ -92,6 +94,7 @@ def _publish(
     author: User,
     reviewer: User,
     roles: list[dict[str, Any]] | None = None,
+    translations: dict[str, str] | None = None,
 ) -> None:
     """Write, lay out, submit and approve one demo template the way staff would."""
     version, problems = ops.create_authored(name, document_type, team, body, keys, by=author)
@@ -105,6 +108,8 @@ def _publish(
         at = Rect(left, height - from_bottom, width, tall)
         field = ops.add_field(version, field_type, last, at, "customer", by=author)
         ops.update_field(field, props, by=author)
+    for locale, text in (translations or {}).items():
+        variants.save_text(version, locale, text, by=author)
     ops.submit(version, by=author)
     ops.approve(version, by=reviewer, comment="Reviewed for the demo.")
 
@@ -119,6 +124,7 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             [asdict(k) for k in authoring.REFUND_MERGE_KEYS],
             SIGN_AND_DATE + REFUND_EXTRAS,
             None,
+            {"es": REFUND_EXAMPLE_ES},
         ),
         (
             "Service-change addendum",
@@ -127,11 +133,14 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             SERVICE_CHANGE_KEYS,
             SIGN_AND_DATE,
             SERVICE_CHANGE_ROLES,
+            None,
         ),
     ]
     created = []
-    for name, document_type, body, keys, specs, roles in wanted:
+    for name, document_type, body, keys, specs, roles, translations in wanted:
         if not _exists(name, team):
-            _publish(name, document_type, body, keys, specs, team, author, reviewer, roles)
+            _publish(
+                name, document_type, body, keys, specs, team, author, reviewer, roles, translations
+            )
             created.append(name)
     return created

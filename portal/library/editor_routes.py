@@ -15,6 +15,7 @@ from portal.documents.geometry import Rect
 from portal.extensions import db
 from portal.library import diff as version_diff
 from portal.library import operations as ops
+from portal.library import variants
 from portal.library.blueprint import (
     AUTHORS,
     _author_version,
@@ -85,6 +86,29 @@ def _place_form(field: Field, formdata: Any = None) -> PlaceForm:
     )
 
 
+def _variant_place_forms(version: TemplateVersion) -> dict[str, dict[str, PlaceForm]]:
+    """The placement form of each field on each uploaded language (for the version page)."""
+    out: dict[str, dict[str, PlaceForm]] = {}
+    if version.source_kind != "pdf":
+        return out
+    for variant in version.variants:
+        forms: dict[str, PlaceForm] = {}
+        for field in version.fields:
+            place = variants.display_place(variant, field.key)
+            page, rect = place if place else (1, Rect(0, 0, field.w, field.h))
+            forms[field.key] = PlaceForm(
+                formdata=None,
+                prefix=f"v{variant.locale}-{field.key}",
+                page=page,
+                x=round(rect.x, 1),
+                y=round(rect.y, 1),
+                w=round(rect.w, 1),
+                h=round(rect.h, 1),
+            )
+        out[variant.locale] = forms
+    return out
+
+
 def _editor_context(version: TemplateVersion, **overrides: Any) -> dict[str, Any]:
     previous = ops.previous_version(version)
     add_form = AddFieldForm()
@@ -138,6 +162,10 @@ def _editor_context(version: TemplateVersion, **overrides: Any) -> dict[str, Any
         "problems": [],
         "field_types": FieldType,
         "review_due": ops.review_due(version.template),
+        "languages": variants.states(version),
+        "variant_places": _variant_place_forms(version),
+        "variant_errors": {},
+        "variant_bodies": {},
     }
     context.update(overrides)
     return context

@@ -7,6 +7,7 @@ from __future__ import annotations
 from portal import audit, clock
 from portal.accounts.models import Role, User
 from portal.extensions import db
+from portal.library import variants
 from portal.library.drafts import _editable
 from portal.library.errors import LibraryError
 from portal.library.models import Field, Template, TemplateVersion, VersionStatus
@@ -24,6 +25,7 @@ def submit(version: TemplateVersion, by: User) -> None:
     for role in signers:
         if not any(f.role == role["key"] and f.type == "signature" for f in version.fields):
             raise LibraryError(f"Place a signature field for {role['name']} before submitting.")
+    variants.ensure_complete(version)
     version.status = VersionStatus.IN_REVIEW.value
     version.submitted_by_id = by.id
     version.submitted_at = clock.utcnow()
@@ -31,7 +33,11 @@ def submit(version: TemplateVersion, by: User) -> None:
         "template.submitted",
         actor=by,
         subject=version,
-        data={"sha256": version.source_sha256, "fields": len(version.fields)},
+        data={
+            "sha256": version.source_sha256,
+            "fields": len(version.fields),
+            "languages": {v.locale: v.source_sha256 for v in version.variants},
+        },
     )
     db.session.commit()
 
@@ -60,7 +66,11 @@ def approve(version: TemplateVersion, by: User, comment: str = "") -> None:
         "template.approved",
         actor=by,
         subject=version,
-        data={"sha256": version.source_sha256, "comment": version.review_comment},
+        data={
+            "sha256": version.source_sha256,
+            "comment": version.review_comment,
+            "languages": {v.locale: v.source_sha256 for v in version.variants},
+        },
     )
     db.session.commit()
 
@@ -118,6 +128,7 @@ def new_draft(template: Template, by: User) -> TemplateVersion:
     db.session.add(draft)
     for field in latest.fields:
         draft.fields.append(Field(**field.snapshot()))
+    variants.copy_to(draft, latest)
     db.session.flush()
     audit.record(
         "template.version_created",

@@ -190,10 +190,17 @@ class TemplateVersion(Model):
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     submitted_by: Mapped[User | None] = relationship(foreign_keys=[submitted_by_id])
     reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
+    variants: Mapped[list[TemplateVariant]] = relationship(
+        back_populates="version", order_by="TemplateVariant.locale", cascade="all, delete-orphan"
+    )
 
     @property
     def audit_ref(self) -> tuple[str, str, str]:
         return ("template_version", str(self.id), f"{self.template.name} v{self.number}")
+
+    def variant(self, locale: str) -> TemplateVariant | None:
+        """The version's document in another language, if it has one."""
+        return next((v for v in self.variants if v.locale == locale), None)
 
     @property
     def status_enum(self) -> VersionStatus:
@@ -255,3 +262,36 @@ class Field(Model):
             **{name: getattr(self, name) for name in self.COMPARED},
             "position": self.position,
         }
+
+
+class TemplateVariant(Model):
+    """A version's document in another language: the same merge keys and fields, its own text
+    (authored) or its own PDF with its own field placement (uploaded). Approved with the
+    version and as fixed as it once submitted."""
+
+    __tablename__ = "template_variant"
+    __table_args__ = (UniqueConstraint("version_id", "locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("template_version.id"), index=True)
+    locale: Mapped[str] = mapped_column(String(10))
+    authored_body: Mapped[str | None] = mapped_column(Text)
+    source_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blob.id"))
+    source_filename: Mapped[str | None] = mapped_column(String(255))
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    page_count: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Uploaded PDFs: field key -> {"page", "x", "y", "w", "h"} in PDF points on this PDF.
+    placements: Mapped[dict[str, dict[str, Any]]] = mapped_column(JSON, default=dict)
+    # What the base document looked like when this variant was last saved
+    # (``variants.base_fingerprint``): a different one now means the variant is out of date.
+    base_fingerprint: Mapped[str] = mapped_column(String(64))
+    saved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.utcnow)
+
+    version: Mapped[TemplateVersion] = relationship(back_populates="variants")
+    saved_by: Mapped[User | None] = relationship()
+
+    @property
+    def audit_ref(self) -> tuple[str, str, str]:
+        return ("template_version", str(self.version_id), f"{self.locale} variant")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, inspect, select
@@ -139,24 +140,38 @@ def _detached_copy(field: Field) -> Field:
     )
 
 
-def sent_fields(version_id: int) -> tuple[Field, ...]:
-    """The fields of a version envelopes were sent from, in the template's order.
+def sent_fields(version_id: int, locale: str | None = None) -> tuple[Field, ...]:
+    """The fields of a version envelopes were sent from, in the template's order (placed
+    where the ``locale`` variant's PDF has them, when it has its own placement).
 
     An approved version never changes again (it can only be superseded or retired), so its
     fields are read once per process and application and kept as copies that belong to no
     database session: read them, never change them or add them to a session. Other versions
     are read every time.
     """
-    cache: dict[int, tuple[Field, ...]] = current_app.extensions.setdefault(FIXED_FIELDS_KEY, {})
-    fields = cache.get(version_id)
+    cache: dict[tuple[int, str | None], tuple[Field, ...]] = current_app.extensions.setdefault(
+        FIXED_FIELDS_KEY, {}
+    )
+    fields = cache.get((version_id, locale))
     if fields is not None:
         return fields
     version = db.session.get(TemplateVersion, version_id)
     if version is None:
         raise LibraryError("This template version does not exist.")
     fields = tuple(_detached_copy(f) for f in version.fields)
+    variant = version.variant(locale) if locale else None
+    if variant is not None and variant.placements:
+        fields = tuple(_placed(f, variant.placements.get(f.key)) for f in fields)
     if version.status in FIXED:
         if len(cache) >= FIXED_FIELDS_MAX:
             cache.clear()
-        cache[version_id] = fields
+        cache[(version_id, locale)] = fields
     return fields
+
+
+def _placed(field: Field, at: dict[str, Any] | None) -> Field:
+    """A detached field moved to where a language variant's PDF places it."""
+    if at is not None:
+        field.page, field.x, field.y = int(at["page"]), float(at["x"]), float(at["y"])
+        field.w, field.h = float(at["w"]), float(at["h"])
+    return field

@@ -22,7 +22,10 @@ from portal.documents.inspect import PdfProblem
 from portal.documents.pages import image_type
 from portal.extensions import db
 from portal.library import operations as ops
-from portal.library import review_routes  # noqa: F401  (registers its routes on bp)
+from portal.library import (
+    review_routes,  # noqa: F401  (registers its routes on bp)
+    variant_routes,  # noqa: F401  (registers its routes on bp)
+)
 from portal.library.blueprint import (
     AUTHORS,
     _is_author,

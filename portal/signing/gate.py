@@ -89,6 +89,7 @@ class EnvelopeView:
     merge_data: dict[str, str]
     pages: list[dict[str, Any]]
     document_blob_id: str
+    document_locale: str  # the language of the document (its variant's field placement)
 
 
 def _columns(table: Any, view: type) -> list[Any]:

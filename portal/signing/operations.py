@@ -106,12 +106,13 @@ def give_consent(recipient_id: int) -> None:
     """Record acceptance of the current disclosure (version, time, IP, browser)."""
     recipient = _ready(recipient_id)
     recipient.consent_version = disclosure.VERSION
+    recipient.consent_locale = disclosure.language(recipient.locale)  # the text shown
     recipient.consented_at = clock.utcnow()
     audit.record(
         "recipient.consented",
         actor=recipient,
         subject=recipient.envelope,
-        data={"disclosure": disclosure.VERSION},
+        data={"disclosure": disclosure.VERSION, "language": recipient.consent_locale},
     )
     db.session.commit()
 

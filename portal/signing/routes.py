@@ -248,7 +248,8 @@ def _context(
     boxes = {int(p["number"]): PageBox.from_record(p) for p in records}
     # The fields come from the per-process copy of the (approved, so unchanging) version.
     layout = _layout(
-        queries.sent_fields(envelope.template_version_id), recipient.role, tuple(boxes.values())
+        queries.sent_fields(envelope.template_version_id, envelope.document_locale),
+        recipient.role, tuple(boxes.values())
     )
     fields = layout.fields
     pages = [

@@ -17,3 +17,31 @@
     });
   });
 })();
+
+// The document language is asked only when the signers' languages differ (or one was
+// chosen); without this script it is always shown.
+(function () {
+  "use strict";
+
+  var field = document.getElementById("document-language");
+  if (!field) {
+    return;
+  }
+  var choice = document.getElementById("document_language");
+  var selects = document.querySelectorAll("select[id^='r-'][id$='-locale']");
+  function update() {
+    var seen = {};
+    var count = 0;
+    Array.prototype.forEach.call(selects, function (select) {
+      if (!seen[select.value]) {
+        seen[select.value] = true;
+        count += 1;
+      }
+    });
+    field.hidden = count < 2 && choice.value === "";
+  }
+  Array.prototype.forEach.call(selects, function (select) {
+    select.addEventListener("change", update);
+  });
+  update();
+})();

@@ -25,7 +25,11 @@ PAGE_MARGIN = 2 * cm
 SIGNATURE_ROOM = 6 * cm
 
 
-def _numbered_canvas(title: str, fonts: _Fonts) -> Callable[..., Canvas]:
+# The footer's page number in each document language (``lang`` of ``render_pdf``).
+PAGE_LABEL = {"en": "Page {page} of {total}", "es": "Página {page} de {total}"}
+
+
+def _numbered_canvas(title: str, fonts: _Fonts, lang: str = "en") -> Callable[..., Canvas]:
     """A canvas class that draws "Page N of M" once the page count is known."""
 
     class NumberedCanvas(Canvas):
@@ -54,7 +58,9 @@ def _numbered_canvas(title: str, fonts: _Fonts) -> Callable[..., Canvas]:
             self.line(PAGE_MARGIN, y + 11, width - PAGE_MARGIN, y + 11)
             self.setFillColor(_MUTED)
             self.setFont(fonts.regular, 8)
-            label = f"Page {self._pageNumber} of {total}"
+            label = PAGE_LABEL.get(lang, PAGE_LABEL["en"]).format(
+                page=self._pageNumber, total=total
+            )
             self.drawRightString(width - PAGE_MARGIN, y, label)
             room = width - 2 * PAGE_MARGIN - pdfmetrics.stringWidth(label, fonts.regular, 8) - 24
             shown = title
@@ -94,6 +100,7 @@ def render_pdf(
     *,
     title: str,
     sample: bool = False,
+    lang: str = "en",
 ) -> bytes:
     """Merge ``values`` into ``body`` and lay it out as an A4 PDF.
 
@@ -119,7 +126,7 @@ def render_pdf(
         author="",
         creator="Signing portal",
         displayDocTitle=True,
-        lang="en",
+        lang=lang,
         invariant=True,  # same input, same bytes: callers compare hashes to skip re-saves
     )
     frame = Frame(
@@ -138,7 +145,7 @@ def render_pdf(
 
     flowables = _FlowableBuilder(styles, doc.width).build(_markdown().parse(text))
     flowables.append(Spacer(1, SIGNATURE_ROOM))
-    doc.build(flowables, canvasmaker=_numbered_canvas(title, fonts))
+    doc.build(flowables, canvasmaker=_numbered_canvas(title, fonts, lang))
     return buffer.getvalue()
 
 
