@@ -26,13 +26,13 @@ from sqlalchemy import select
 from portal import storage, web
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
-from portal.documents.pages import image_type
+from portal.documents.pages import image_type, reading_rendition
 from portal.envelopes import disclosure, links, sealing
 from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
 from portal.library.models import Field
-from portal.signing import access, gate, operations, translated, values
+from portal.signing import access, gate, operations, reading, translated, values
 from portal.signing.gate import EnvelopeView, SignerView
 
 bp = Blueprint("signing", __name__)
@@ -52,7 +52,7 @@ def _reads_first() -> None:
 @bp.after_request
 def _private(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.setdefault("Cache-Control", "no-store")  # page images: private, cached
     return response
 
 
@@ -268,6 +268,7 @@ def _context(
         "readonly": {f.key: values.is_readonly(envelope.merge_data, f) for f in fields},
         "needs_signature": any(f.type in ("signature", "initials") for f in fields),
         "pages": records,
+        "reading": reading.view(envelope, fields),  # an authored text: HTML, not page images
     }
 
 
@@ -427,7 +428,38 @@ def page_image(public_id: str, number: int) -> Response:
     if not 1 <= number <= len(pages) or not pages[number - 1].get("image_blob_id"):
         abort(404)
     page = pages[number - 1]
-    return Response(storage.get(str(page["image_blob_id"])), mimetype=image_type(page))
+    return _image(str(page["image_blob_id"]), image_type(page))
+
+
+@bp.route("/sign/<public_id>/pages/<int:number>-<int:width>w")
+def page_rendition(public_id: str, number: int, width: int) -> Response:
+    """A page drawn for reading at one of ``pages.READING_WIDTHS`` (the srcset's images)."""
+    seen = gate.document_gate(public_id, "image")
+    if seen.step is not None:
+        return Response(status=410 if seen.step in TERMINAL else 403)
+    pages = seen.envelope.pages or []
+    page = pages[number - 1] if 1 <= number <= len(pages) else None
+    rendition = reading_rendition(page, width) if page and page.get("image_blob_id") else None
+    if rendition is None:
+        abort(404)
+    return _image(str(rendition["blob"]), str(rendition["type"]))
+
+
+def _image(blob_id: str, mimetype: str) -> Response:
+    """A page image, cached by this browser only (its blob never changes: the id is its tag)."""
+    if request.if_none_match.contains(blob_id):
+        response = Response(status=304)
+    else:
+        response = Response(storage.get(blob_id), mimetype=mimetype)
+    response.set_etag(blob_id)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    # Opened alone (full screen, to zoom), the browser shows the image in a page of its own
+    # that it styles inline: an image has nothing else to allow.
+    response.headers["Content-Security-Policy"] = _IMAGE_CSP
+    return response
+
+
+_IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 @bp.route("/sign/<public_id>/document.pdf")

@@ -108,6 +108,7 @@ class _FlowableBuilder:
             tok = tokens[i]
             if close is not None and tok.type == close:
                 return out, i + 1
+            first, start = len(out), i
             if tok.type == "heading_open":
                 level = min(int(tok.tag[1:]), 3)
                 markup = _inline_markup(tokens[i + 1], self.fonts)
@@ -146,6 +147,9 @@ class _FlowableBuilder:
                 i += 1
             else:
                 i += 1
+            if close is None:  # a block of the document itself: named by its first token
+                for flowable in out[first:]:
+                    flowable.reading_block = start
         return out, i
 
     def list_block(self, tokens: list[Token], i: int, depth: int) -> tuple[Flowable, int]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import cm
@@ -23,6 +25,7 @@ from .styles import _MUTED, _RULE, _Styles
 
 PAGE_MARGIN = 2 * cm
 SIGNATURE_ROOM = 6 * cm
+_NOT_A_BLOCK = -1  # the signature room: space, not text
 
 
 # The footer's page number in each document language (``lang`` of ``render_pdf``).
@@ -93,6 +96,49 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
+@dataclass(frozen=True)
+class Placed:
+    """Where a block of the document (named by its first token) landed in the PDF: the page
+    of its first part and the top of that part, and the page and bottom of its last part, in
+    PDF points from the bottom of the page."""
+
+    page: int
+    top: float
+    last_page: int
+    bottom: float
+
+
+class _Measured(BaseDocTemplate):
+    """A doc template that notes where each tagged block is drawn (``reading_block``, set by
+    the flowable builder); it draws exactly what the plain one draws."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.placed: dict[int, Placed] = {}
+        self._block: int | None = None
+        self._top: tuple[int, float] | None = None
+
+    def handle_flowable(self, flowables: list[Any]) -> None:
+        # A block split over two pages goes on as new, untagged parts: they are its own.
+        block = getattr(flowables[0], "reading_block", None) if flowables else None
+        if block is not None:
+            self._block = block
+        frame = getattr(self, "frame", None)
+        self._top = (self.page, float(frame._y)) if frame is not None else None
+        super().handle_flowable(flowables)
+
+    def afterFlowable(self, flowable: Any) -> None:  # reportlab API name
+        block = getattr(flowable, "reading_block", None)
+        block = self._block if block is None else block
+        frame = getattr(self, "frame", None)
+        if block is None or block == _NOT_A_BLOCK or self._top is None or frame is None:
+            return
+        bottom = float(frame._y)
+        seen = self.placed.get(block)
+        page, top = (seen.page, seen.top) if seen else self._top
+        self.placed[block] = Placed(page, top, self.page, bottom)
+
+
 def render_pdf(
     body: str,
     values: Mapping[str, str],
@@ -108,13 +154,28 @@ def render_pdf(
     diagonal "SAMPLE" watermark (previews with sample data). About 6 cm is left free after
     the last paragraph for signature fields placed later in the template editor.
     """
+    return laid_out(body, values, merge_keys, title=title, sample=sample, lang=lang)[0]
+
+
+def laid_out(
+    body: str,
+    values: Mapping[str, str],
+    merge_keys: Sequence[MergeKey],
+    *,
+    title: str,
+    sample: bool = False,
+    lang: str = "en",
+) -> tuple[bytes, dict[int, Placed]]:
+    """``render_pdf``'s bytes, and where each block of the merged text landed (keyed by the
+    index of its first token in ``parse(merge(...))``): the reading view places the fields
+    between the blocks with it."""
     text = merge(body, values, merge_keys)
     fonts = _fonts()
     styles = _Styles(fonts)
     title = " ".join(_CONTROL_RE.sub("", title or "").split()) or "Document"
 
     buffer = io.BytesIO()
-    doc = BaseDocTemplate(
+    doc = _Measured(
         buffer,
         pagesize=A4,
         leftMargin=PAGE_MARGIN,
@@ -143,10 +204,17 @@ def render_pdf(
     on_page = _watermark(fonts) if sample else _no_op
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=on_page)])
 
-    flowables = _FlowableBuilder(styles, doc.width).build(_markdown().parse(text))
-    flowables.append(Spacer(1, SIGNATURE_ROOM))
+    flowables = _FlowableBuilder(styles, doc.width).build(parse(text))
+    room = Spacer(1, SIGNATURE_ROOM)
+    room.reading_block = _NOT_A_BLOCK
+    flowables.append(room)
     doc.build(flowables, canvasmaker=_numbered_canvas(title, fonts, lang))
-    return buffer.getvalue()
+    return buffer.getvalue(), doc.placed
+
+
+def parse(text: str) -> list[Token]:
+    """The merged Markdown's tokens, as both the PDF and the reading view read them."""
+    return _markdown().parse(text)
 
 
 def _no_op(canvas: Canvas, doc: BaseDocTemplate) -> None:
