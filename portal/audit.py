@@ -323,6 +323,19 @@ def _fields(
     return row
 
 
+# Told of the events each ``record`` / ``record_many`` call has just written, inside its
+# transaction: the events (as ``Pending``) and their ``audit_ref`` rows (``envelope_id``,
+# ``team_id``), in the same order. Feature packages subscribe at import (webhooks' outbox).
+Subscriber = Callable[[Sequence["Pending"], Sequence[Mapping[str, Any]]], None]
+_SUBSCRIBERS: list[Subscriber] = []
+
+
+def subscribe(subscriber: Subscriber) -> None:
+    """Call ``subscriber`` with the events every later ``record`` / ``record_many`` writes."""
+    if subscriber not in _SUBSCRIBERS:
+        _SUBSCRIBERS.append(subscriber)
+
+
 def lock_head() -> AuditHead:
     """Lock the chain's head row (every writer of the chain does, first)."""
     return _lock_head()
@@ -366,6 +379,8 @@ def record(
     head.hash = digest
     db.session.flush()
     ring.flush(refs)
+    for subscriber in _SUBSCRIBERS:
+        subscriber([Pending(event, actor, subject, data)], refs)
     return entry
 
 
@@ -422,6 +437,8 @@ def record_many(
         head.seq, head.hash = seq, prev
         db.session.flush()
         ring.flush(refs)
+        for subscriber in _SUBSCRIBERS:
+            subscriber(items, refs)
     return len(rows)
 
 

@@ -37,6 +37,7 @@ from portal.envelopes.handover import LinkHandover
 from portal.envelopes.idempotency import SendKey
 from portal.envelopes.models import TERMINAL, Envelope, FieldValue, Recipient, RetiredLink
 from portal.extensions import db, write_lock
+from portal.integrations import webhooks
 from portal.library.models import TemplateVersion
 from portal.records import keys
 from portal.records.holds import LegalHold, hold_reasons
@@ -219,6 +220,7 @@ def _anonymise(envelope: Envelope) -> int:
     if recipient_ids:
         message_filter = or_(message_filter, mail.Message.recipient_id.in_(recipient_ids))
     db.session.execute(delete(mail.Message).where(message_filter))
+    webhooks.forget_envelope(envelope.id)  # payloads carry the ticket reference
     _step("anonymise:outbox")
     row = _bulk_rows()
     db.session.execute(
