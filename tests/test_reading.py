@@ -109,3 +109,13 @@ def uploaded_refund(app) -> str:
                                 auth_method="link")  # fmt: skip
         envelope, _ = envelopes.create_and_send(version, {}, [person], by=admin)
         return envelope.public_id
+
+
+def test_a_spanish_signer_reads_the_spanish_text(app, sent):  # noqa: F811
+    _, public_id, link = sent(locale="es")
+    client, _ = _opened(app, link, public_id)
+    page = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    reading = page[page.index('<article class="reading"') : page.index("</article>")]
+    assert 'lang="es"' in reading and "Autorización de reembolso" in reading
+    assert "Datos del reembolso" in reading and "Refund details" not in reading
+    assert "Firme aquí" in reading and "Ver como PDF" in reading

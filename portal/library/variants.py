@@ -132,15 +132,20 @@ def _heading(body: str) -> str:
     return next((ln[2:].strip()[:200] for ln in body.splitlines() if ln.startswith("# ")), "")
 
 
-def render(version: TemplateVersion, locale: str, values: Mapping[str, str]) -> bytes:
-    """An authored document in the given language (its own text when it has no such
-    variant), merged with the values; ``authoring.AuthoringError`` when it cannot be."""
+def authored_source(version: TemplateVersion, locale: str) -> tuple[str, str, str]:
+    """The text an authored document is made from in the given language (its own text when
+    it has no such variant): the body, its language and its title."""
     variant = version.variant(locale)
     body = variant.authored_body if variant is not None else version.authored_body
     lang = locale if variant is not None else languages.BASE
-    return authoring.render_pdf(
-        body or "", values, merge_keys(version), title=document_title(version, lang), lang=lang
-    )
+    return body or "", lang, document_title(version, lang)
+
+
+def render(version: TemplateVersion, locale: str, values: Mapping[str, str]) -> bytes:
+    """An authored document in the given language (its own text when it has no such
+    variant), merged with the values; ``authoring.AuthoringError`` when it cannot be."""
+    body, lang, title = authored_source(version, locale)
+    return authoring.render_pdf(body, values, merge_keys(version), title=title, lang=lang)
 
 
 def _listed(keys: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ from portal.documents import authoring
 from portal.documents.authoring import html, rendering
 from portal.envelopes.models import Envelope
 from portal.extensions import db
-from portal.library import queries
+from portal.library import queries, variants
 from portal.library.models import Field, TemplateVersion
 
 CACHE_SIZE = 256
@@ -35,6 +35,7 @@ class Document:
 
     reading: html.Reading
     placed: dict[int, rendering.Placed]
+    lang: str  # the language it is written in
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,17 @@ def _made(envelope_id: int) -> Document | None:
     version = db.session.get(TemplateVersion, row.template_version_id) if row else None
     if row is None or version is None or version.source_kind != "authored":
         return None
-    variant = version.variant(row.document_locale)
-    body = (variant.authored_body if variant is not None else version.authored_body) or ""
+    body, lang, title = variants.authored_source(version, row.document_locale)
     keys = queries.merge_keys(version)
     values = dict(row.merge_data or {})
     try:
-        pdf, placed = rendering.laid_out(body, values, keys, title=version.template.name)
+        pdf, placed = rendering.laid_out(body, values, keys, title=title, lang=lang)
         tokens = rendering.parse(authoring.merge(body, values, keys))
     except authoring.AuthoringError:
         return None
     if hashlib.sha256(pdf).hexdigest() != row.original_sha256:
         return None
-    return Document(html.reading(tokens), placed)
+    return Document(html.reading(tokens), placed, lang)
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class View:
 
     sections: tuple[Section, ...]
     truncated: bool
+    lang: str
 
 
 def view(envelope: Any, fields: Sequence[Field]) -> View | None:
@@ -101,4 +102,4 @@ def view(envelope: Any, fields: Sequence[Field]) -> View | None:
     after = html.place_fields(doc.reading.blocks, doc.placed, fields)
     out = [Section(None, tuple(after[None]))] if None in after else []
     out += [Section(b.html, tuple(after.get(b.start, ()))) for b in doc.reading.blocks]
-    return View(tuple(out), doc.reading.truncated)
+    return View(tuple(out), doc.reading.truncated, doc.lang)
