@@ -49,6 +49,7 @@ SEAL_FIELD = "PortalSeal"
 MAX_AUTOMATIC_ATTEMPTS = 5
 SWEEP_BATCH = 50
 _COPY_SALT = "signed-copy"
+COPY_KINDS = frozenset({"signer", "approver", "cc"})
 _AUTH_RESULTS = {
     "link": "Link only (no further check)",
     "email_otp": "Email code",
@@ -452,7 +453,7 @@ def _send_copies(envelope: Envelope) -> None:
     days = int(current_app.config.get("COPY_LINK_DAYS", 7))
     filename = download_name(envelope)
     for recipient in envelope.recipients:
-        if recipient.kind not in ("signer", "cc"):
+        if recipient.kind not in COPY_KINDS:
             continue
         subject, text, html = mail.render(
             "envelope_completed",
@@ -497,7 +498,7 @@ def signer_copy_available(recipient: Recipient) -> bool:
     until = copy_until(envelope)
     if envelope.seal_status != "sealed" or until is None:
         return False
-    return recipient.kind in ("signer", "cc") and clock.utcnow() <= until
+    return recipient.kind in COPY_KINDS and clock.utcnow() <= until
 
 
 # Reports (the audit report of an envelope, the records centre's compliance report) are sealed

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from portal import audit, clock, storage
+from sqlalchemy import select
+
+from portal import audit, clock, mail, storage
 from portal.envelopes import disclosure, sealing
 from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Envelope, FieldValue, Recipient, RecipientStatus
@@ -52,6 +54,28 @@ def _ready(recipient_id: int) -> Recipient:
     if reason:
         raise SigningError(reason)
     return recipient
+
+
+@dataclass(frozen=True)
+class CopyMail:
+    """How the sealed copy's email to a recipient stands: queued or sent, attached or linked."""
+
+    sent: bool
+    attached: bool
+
+
+def copy_mail(recipient: Recipient) -> CopyMail | None:
+    """The completion email with the sealed copy for this recipient, unless there is none or
+    it failed or bounced (then the done page does not say it was emailed)."""
+    message = db.session.execute(
+        select(mail.Message)
+        .where(mail.Message.recipient_id == recipient.id, mail.Message.kind == "completed")
+        .order_by(mail.Message.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if message is None or message.status not in (mail.Status.QUEUED, mail.Status.SENT):
+        return None
+    return CopyMail(message.status == mail.Status.SENT, message.attachment_blob_id is not None)
 
 
 def needs_consent(recipient: access.SignerState) -> bool:

@@ -27,7 +27,8 @@ from portal import storage, web
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.documents.pages import image_type, reading_rendition
-from portal.envelopes import disclosure, links, sealing
+from portal.envelopes import disclosure, links, sealing, timeline
+from portal.envelopes.checks import EnvelopeError
 from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
@@ -268,6 +269,10 @@ def _context(
         "readonly": {f.key: values.is_readonly(envelope.merge_data, f) for f in fields},
         "needs_signature": any(f.type in ("signature", "initials") for f in fields),
         "pages": records,
+        # an approver sees what the others entered (signing.values.entered_before)
+        "entered": values.entered_before(envelope.id, envelope.template_version_id, recipient.id)
+        if recipient.kind == "approver"
+        else [],
         "reading": reading.view(envelope, fields),  # an authored text: HTML, not page images
     }
 
@@ -295,6 +300,7 @@ def _in_the_way(view: gate.SignerView, sender: str) -> Any:
             "signing/done.html", recipient, envelope=envelope,
             copy_ready=sealing.signer_copy_available(recipient),
             copy_until=sealing.copy_until(envelope),
+            copy_mail=operations.copy_mail(recipient),
         )  # fmt: skip
     if step == "consent":
         text = disclosure.paragraphs(recipient.locale, str(current_app.config["ORG_NAME"]), sender)
@@ -477,13 +483,34 @@ def original(public_id: str) -> Any:
     )
 
 
+@bp.route("/sign/<public_id>/filled.pdf")
+def filled_copy(public_id: str) -> Any:
+    """For an approver: the document with every value entered so far stamped in place."""
+    seen = gate.document_gate(public_id, "filled")
+    if seen.step is not None:
+        if seen.step in _STEPS:
+            return redirect(url_for("signing.document", public_id=public_id), 303)
+        return _stop(seen.step, gate.loaded(seen.recipient))
+    if seen.recipient.kind != "approver":
+        abort(404)
+    recipient = gate.loaded(seen.recipient)
+    try:
+        content = timeline.filled_document(recipient.envelope, recipient)
+    except EnvelopeError:
+        db.session.rollback()
+        return _stop("busy", recipient)
+    return web.pdf_response(
+        content, sealing.download_name(recipient.envelope, "filled-in"), download=False
+    )
+
+
 @bp.route("/sign/<public_id>/signed.pdf")
 def signed_copy(public_id: str) -> Any:
     """The sealed copy, for signers and cc recipients, for SIGNER_COPY_DAYS after completion."""
     recipient = gate.signer(public_id)
     envelope: Envelope = recipient.envelope
     if not sealing.signer_copy_available(recipient):
-        if envelope.seal_status == "sealed" and recipient.kind in ("signer", "cc"):
+        if envelope.seal_status == "sealed" and recipient.kind in sealing.COPY_KINDS:
             return _stop("copy_expired", recipient)
         abort(404)
     content = sealing.record_download(envelope, "recipient.copy_downloaded", recipient, "document")

@@ -12,11 +12,13 @@ from typing import Any
 
 from flask_babel import gettext as _
 from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
 
 from portal import clock
 from portal.documents.attachments import check_attachment
-from portal.envelopes.models import Envelope, Recipient
-from portal.library import rules
+from portal.envelopes.models import Envelope, FieldValue, Recipient
+from portal.extensions import db
+from portal.library import queries, rules
 from portal.library.models import Field
 from portal.text import printable
 
@@ -51,6 +53,55 @@ class Checked:
 def my_fields(envelope: Envelope, recipient: Recipient) -> list[Field]:
     """The fields this recipient fills in, in the template's order."""
     return [f for f in envelope.version.fields if f.role == recipient.role]
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """A value another recipient entered, as stored (the page words it in the reader's
+    language): text, "true" for a ticked box, "drawn" or the typed name for a signature."""
+
+    label: str
+    type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnteredBy:
+    """Everything one earlier recipient entered, in the template's order."""
+
+    name: str
+    role_name: str
+    values: tuple[Entered, ...]
+
+
+def entered_before(envelope_id: int, version_id: int, reader_id: int) -> list[EnteredBy]:
+    """What the other recipients of an envelope entered so far (for an approver to see what
+    they approve), by routing order."""
+    order = {f.key: (i, f) for i, f in enumerate(queries.sent_fields(version_id))}
+    others = db.session.execute(
+        select(Recipient)
+        .where(Recipient.envelope_id == envelope_id, Recipient.id != reader_id)
+        .order_by(Recipient.order, Recipient.id)
+    ).scalars()
+    stored: dict[int, list[FieldValue]] = {}
+    for value in db.session.execute(
+        select(FieldValue).where(
+            FieldValue.envelope_id == envelope_id, FieldValue.recipient_id != reader_id
+        )
+    ).scalars():
+        if value.value and value.field_key in order:
+            stored.setdefault(value.recipient_id, []).append(value)
+    out = []
+    for person in others:
+        mine = sorted(stored.get(person.id, []), key=lambda v: order[v.field_key][0])
+        if mine:
+            entered = tuple(
+                Entered(order[v.field_key][1].label or v.field_key, order[v.field_key][1].type,
+                        v.value or "")
+                for v in mine
+            )  # fmt: skip
+            out.append(EnteredBy(person.name, person.role_name, entered))
+    return out
 
 
 def prefilled(merge_data: Mapping[str, str], item: Field) -> str | None:
