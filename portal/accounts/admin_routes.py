@@ -16,6 +16,7 @@ from portal.accounts.forms import RoleTeamForm, TeamForm, UserForm
 from portal.accounts.models import Role, Team, User
 from portal.documents import keystore
 from portal.documents.seal import SealingError
+from portal.envelopes import renewal
 from portal.extensions import db, write_lock
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -207,4 +208,5 @@ def sealing() -> str:
         db.session.rollback()
         status, problem = None, str(exc)
     return render_template("accounts/admin/sealing.html", status=status, problem=problem,
-                           configured=bool(keystore.configured_path()))  # fmt: skip
+                           configured=bool(keystore.configured_path()),
+                           long_term=renewal.summary())  # fmt: skip

@@ -216,6 +216,14 @@ class ChunkCreator:
         self.document: sending.StoredDocument | None = None
         if not self.authored and version.source_blob_id and version.source_sha256:
             self.document = sending.StoredDocument(version.source_blob_id, version.source_sha256)
+        # Language variants (as ``sending``: the first signer's language when the template has
+        # it); an uploaded one's PDF is shared like the base's, and has its own page images.
+        self.variants = {v.locale: v for v in version.variants}
+        self.variant_pages = {
+            v.locale: [{**page, "image_blob_id": None} for page in v.pages]
+            for v in version.variants
+            if not self.authored
+        }
 
     def create(self, rows: Sequence[Any], codes: Mapping[int, Mapping[str, str]]) -> Outcome:
         """Create one envelope per row (a row whose values are refused fails, with why)."""
@@ -242,8 +250,15 @@ class ChunkCreator:
         mark_rows([{"row_id": r.id, "state": RowState.FAILED.value, "error": reason} for r in rows])
         return Outcome(failed=len(rows))
 
-    def _document(self, values: Mapping[str, str]) -> sending.StoredDocument:
-        """The document as stored: the template's own for an uploaded PDF."""
+    def _document(self, values: Mapping[str, str], locale: str) -> sending.StoredDocument:
+        """The document as stored: the template's own (or its variant's) for an uploaded PDF."""
+        variant = self.variants.get(locale)
+        if variant is not None and not self.authored:
+            if not variant.source_blob_id or not variant.source_sha256:
+                raise EnvelopeError("This template has no document.")
+            return sending.StoredDocument(variant.source_blob_id, variant.source_sha256)
+        if variant is not None:
+            return sending.store_document(self.version, values, locale)
         if not self.authored:
             if self.document is None:
                 raise EnvelopeError("This template has no document.")
@@ -295,7 +310,9 @@ class ChunkCreator:
         given = {str(p.get("role")): p for p in row.people}
         people = [self._person(given.get(key, {"role": key}), codes) for key in self.roles]
         ticket_id, ticket_url = checks.ticket(row.ticket_id or "", row.ticket_url or "")
-        document = self._document(values)
+        locale = checks.document_language(self.version, [(p["kind"], p["locale"]) for p in people])
+        document = self._document(values, locale)
+        own_pages = self.authored or locale in self.variants
         envelope = {
             **self.shared,
             "public_id": uuid.uuid4().hex,
@@ -304,7 +321,13 @@ class ChunkCreator:
             "ticket_url": ticket_url,
             "document_blob_id": document.blob_id,
             "original_sha256": document.sha256,
-            "images_requested_at": now if self.authored else None,
+            "images_requested_at": now if own_pages else None,
+            "document_locale": locale,
+            **(
+                {"pages": self.variant_pages[locale], "images_status": "pending"}
+                if locale in self.variant_pages
+                else {}
+            ),
             "created_at": now,
             "sent_at": now,
             "expires_at": expires_at,
@@ -380,9 +403,9 @@ class ChunkCreator:
         if not self.held:  # as ``mail.queue``: delivery is asked for after the commit
             for message in messages:
                 jobs.enqueue(mail.deliver, message["id"])
-        if self.authored:
-            for envelope_id in envelope_ids:
-                jobs.enqueue(images.render_envelope_pages, envelope_id)
+        for item in prepared:
+            if item.envelope["images_requested_at"] is not None:
+                jobs.enqueue(images.render_envelope_pages, item.envelope["id"])
         return len(messages)
 
     def _created_event(self, item: Prepared, subject: tuple[str, str, str]) -> audit.Pending:
@@ -395,6 +418,7 @@ class ChunkCreator:
                 "template": self.title,
                 "version": self.version_number,
                 "sha256": envelope["original_sha256"],
+                "language": envelope["document_locale"],
                 "ticket": envelope["ticket_id"],
                 "recipients": [
                     {

@@ -184,6 +184,21 @@ class SealingIdentity:
     def _all_certs(self) -> tuple[x509.Certificate, ...]:
         return (self.cert, *self.chain)
 
+    @cached_property
+    def _asn1_chain(self) -> list[asn1_x509.Certificate]:
+        return [_asn1_cert(cert) for cert in self._all_certs]
+
+    @cached_property
+    def _key_usage(self) -> set[str]:
+        """The key usage pyHanko is to require of the certificate: one it has."""
+        try:
+            usage = self.cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except (x509.ExtensionNotFound, ValueError):
+            return set()
+        if usage.content_commitment:
+            return {"non_repudiation"}
+        return {"digital_signature"} if usage.digital_signature else set()
+
 
 @cache
 def _loaded_key_signer() -> Callable[..., SimpleSigner]:
@@ -520,12 +535,15 @@ def seal_pdf(
     contact: str | None = None,
     tsa_url: str | None = None,
     tsa_timeout: float = DEFAULT_TSA_TIMEOUT,
+    long_term: bool = False,
 ) -> bytes:
-    """Seal ``pdf`` (PAdES B-B, or B-T with ``tsa_url``) as an incremental update.
+    """Seal ``pdf`` (PAdES B-B, or B-T with ``tsa_url``) as an incremental update; with
+    ``tsa_url`` and ``long_term``: PAdES B-LTA (see ``ltv``), the chain's revocation data
+    fetched with ``tsa_timeout`` per request.
 
     Raises ``SealingCertError`` when the certificate is expired, not yet valid or does not
-    match the key, and ``SealingError`` when the PDF cannot be read or the time-stamp
-    service fails (after at most ``tsa_timeout`` seconds)."""
+    match the key, and ``SealingError`` when the PDF cannot be read, the time-stamp service
+    fails (after at most ``tsa_timeout`` seconds) or revocation data cannot be fetched."""
     now = datetime.now(UTC)
     if not identity.key_matches:
         raise SealingCertError(
@@ -538,22 +556,32 @@ def seal_pdf(
 
     _load_pyhanko()
     from pyhanko.pdf_utils.misc import PdfError
-    from pyhanko.sign.fields import SigSeedSubFilter
     from pyhanko.sign.general import SigningError
-    from pyhanko.sign.signers import PdfSignatureMetadata
     from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
 
-    meta = PdfSignatureMetadata(
-        field_name=field_name,
-        reason=reason,
-        location=location,
-        contact_info=contact,
-        subfilter=SigSeedSubFilter.PADES,
-        md_algorithm="sha256",
-    )
-    timestamper = HTTPTimeStamper(tsa_url, timeout=tsa_timeout) if tsa_url else None
+    from portal.documents import ltv
+
+    timestamper = None
+    if tsa_url:
+        # The long-term path asks the TSA from more than one event loop (pyHanko runs one per
+        # step): the ``requests`` client has no session tied to a loop.
+        client = ltv.timestamp_client if long_term else HTTPTimeStamper
+        timestamper = client(tsa_url, timeout=tsa_timeout)
     reserve = identity._reserve + (2 * _TSA_ALLOWANCE if timestamper else 0)
     try:
+        context = None
+        if timestamper is not None and long_term:
+            roots = ltv.chain_tops([_asn1_cert(identity.cert)], identity._asn1_chain)
+            roots += ltv.tsa_trust_roots(timestamper)
+            context = ltv.validation_context(roots, identity._asn1_chain, timeout=tsa_timeout)
+        meta = ltv.signature_settings(
+            field_name=field_name,
+            reason=reason,
+            location=location,
+            contact=contact,
+            key_usage=identity._key_usage,
+            context=context,
+        )
         try:
             return _sign_once(pdf, identity, meta, timestamper, reserve)
         except SigningError as exc:
@@ -570,10 +598,25 @@ def seal_pdf(
             "document was not sealed. Check the time-stamp service address, or try again later."
         ) from exc
     except SigningError as exc:
+        if long_term and exc.__cause__ is not None:
+            raise SealingError(ltv.validation_problem(exc.__cause__)) from exc
         raise SealingError(f"The document could not be sealed: {exc}") from exc
     except PdfError as exc:
         raise SealingError(
             "The document could not be read as a PDF, so it was not sealed."
+        ) from exc
+    except SealingError:
+        raise
+    except Exception as exc:
+        if not long_term:
+            raise
+        # pyHanko's certificate path and revocation checks (B-LT needs their data)
+        log.warning("seal: long-term validation data could not be gathered", exc_info=True)
+        raise SealingError(
+            "The document was not sealed: the certificates' revocation data (CRL or OCSP) "
+            f"could not be gathered for a long-term seal ({type(exc).__name__}: {exc}). "
+            "Check that the certificate authority's CRL or OCSP service can be reached, "
+            "or try again later."
         ) from exc
 
 
@@ -770,10 +813,14 @@ def _check_seal(pdf: bytes) -> SealCheck:
         return _result("unsigned", _MSG_UNSIGNED)
 
     sig = signatures[-1]
+    # Archive timestamps (B-LTA and its renewals) come after the seal, each with the
+    # validation data of the one before: the seal then covers its own revision only.
+    archive = [t for t in reader.embedded_timestamp_signatures
+               if t.signed_revision > sig.signed_revision]  # fmt: skip
     try:
         trusted = [sig.signer_cert, *sig.other_embedded_certs]
         context = ValidationContext(trust_roots=trusted, allow_fetching=False)
-        status = validate_pdf_signature(sig, context, skip_diff=True)
+        status = validate_pdf_signature(sig, context, skip_diff=not archive)
     except Exception:
         log.debug("seal check: signature could not be validated", exc_info=True)
         return _result("modified", _MSG_SIGNATURE, sig)
@@ -784,12 +831,18 @@ def _check_seal(pdf: bytes) -> SealCheck:
         return _result("modified", _MSG_SIGNATURE, sig)
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
         if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION:
-            return _result("modified", _MSG_APPENDED, sig)
-        return _result("modified", "The seal does not cover the whole file.", sig)
+            if not archive:
+                return _result("modified", _MSG_APPENDED, sig)
+            problem = _archive_problem(pdf, status, archive)
+            if problem is not None:
+                log.debug("seal check: archive timestamps: %s", problem)
+                return _result("modified", _MSG_APPENDED, sig)
+        else:
+            return _result("modified", "The seal does not cover the whole file.", sig)
     for timestamp in (status.timestamp_validity, status.content_timestamp_validity):
         if timestamp is not None and not (timestamp.intact and timestamp.valid):
             return _result("modified", "The seal's time-stamp is damaged or does not verify.", sig)
-    if not _signature_area_exact(pdf, sig):
+    if not _signature_area_exact(pdf, sig, whole_file=not archive):
         return _result("modified", _MSG_GAP, sig)
     try:
         problem = _cms_problem(cms.ContentInfo.load(sig.pkcs7_content), content_type="data")
@@ -801,15 +854,87 @@ def _check_seal(pdf: bytes) -> SealCheck:
     return _result("intact", _MSG_INTACT, sig)
 
 
-def _signature_area_exact(pdf: bytes, sig: EmbeddedPdfSignature) -> bool:
+def _archive_problem(pdf: bytes, status: object, archive: list[EmbeddedPdfSignature]) -> str | None:
+    """Why the updates after a seal are not just archive updates, or None when they are.
+
+    The seal's own difference analysis (``status``) has judged every later revision: only
+    validation data in the DSS and document timestamps are allowed. pyHanko writes the last
+    timestamp's own validation data in a DSS update after it, which no timestamp covers
+    until the next renewal; the rest is covered and must verify."""
+    from pyhanko.sign.diff_analysis import ModificationLevel
+    from pyhanko.sign.validation import validate_pdf_timestamp
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    from pyhanko_certvalidator import ValidationContext
+
+    level = getattr(status, "modification_level", None)
+    if level is None or level > ModificationLevel.LTA_UPDATES:
+        return f"modification level {level}"
+    problem = _info_changed(archive[0].reader, archive[0].signed_revision - 1)
+    if problem is not None:
+        return problem
+    for number, stamp in enumerate(archive, start=1):
+        context = ValidationContext(
+            trust_roots=[stamp.signer_cert, *stamp.other_embedded_certs], allow_fetching=False
+        )
+        checked = validate_pdf_timestamp(stamp, context, skip_diff=True)
+        if not (checked.intact and checked.valid):
+            return f"timestamp {number} does not verify"
+        if checked.coverage not in (
+            SignatureCoverageLevel.ENTIRE_FILE,
+            SignatureCoverageLevel.ENTIRE_REVISION,
+        ):
+            return f"timestamp {number} does not cover its revision"
+        whole = checked.coverage == SignatureCoverageLevel.ENTIRE_FILE
+        if not _signature_area_exact(pdf, stamp, whole_file=whole):
+            return f"timestamp {number}: signature area"
+        problem = _cms_problem(cms.ContentInfo.load(stamp.pkcs7_content), content_type="tst_info")
+        if problem is not None:
+            return f"timestamp {number}: {problem}"
+    return None
+
+
+def _info_changed(reader: PdfFileReader, sealed_revision: int) -> str | None:
+    """pyHanko's difference analysis leaves out the document information dictionary (title,
+    author...), which PDF readers show: later revisions may only touch its /ModDate and
+    /Producer (pyHanko's writer updates them with each DSS update and timestamp)."""
+    from pyhanko.pdf_utils.generic import DictionaryObject, IndirectObject
+
+    touched_by_writer = {"/ModDate", "/Producer"}
+
+    def info(revision: int) -> dict[str, object]:
+        resolver = reader.get_historical_resolver(revision)
+        trailer = resolver.trailer_view
+        if "/Info" not in trailer:
+            return {}
+        found = trailer.raw_get("/Info")
+        if isinstance(found, IndirectObject):  # resolved as it was in that revision
+            found = resolver.get_object(found.reference)
+        if not isinstance(found, DictionaryObject):
+            return {"": repr(found)}
+        return {str(key): value for key, value in found.items() if key not in touched_by_writer}
+
+    sealed = info(sealed_revision)
+    for revision in range(sealed_revision + 1, reader.xrefs.total_revisions):
+        if info(revision) != sealed:
+            return f"document information changed in revision {revision}"
+    return None
+
+
+def _signature_area_exact(
+    pdf: bytes, sig: EmbeddedPdfSignature, *, whole_file: bool = True
+) -> bool:
     """The only bytes a signature does not cover are its own hex string: check that it is
     exactly the signature, hex-encoded in one case and padded with zeros, so that not even
-    one byte of the file can change without the seal noticing."""
+    one byte of the file can change without the seal noticing (``whole_file``: its byte range
+    must reach the end of the file; otherwise a later timestamp covers the rest)."""
     try:
         start, len1, start2, len2 = (int(v) for v in sig.byte_range)
     except (TypeError, ValueError):
         return False
-    if start != 0 or len1 < 0 or start2 <= len1 or len2 < 0 or start2 + len2 != len(pdf):
+    end = start2 + len2
+    if start != 0 or len1 < 0 or start2 <= len1 or len2 < 0 or end > len(pdf):
+        return False
+    if whole_file and end != len(pdf):
         return False
     content = bytes(sig.pkcs7_content)
     der_length = _der_exact_length(content)

@@ -24,6 +24,7 @@ import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pypdf import PageObject, PdfReader, PdfWriter
@@ -43,6 +44,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
+from portal.documents import pdfmeta
 from portal.documents.authoring.fonts import _fonts
 from portal.documents.geometry import Rect
 from portal.documents.inspect import PageBox
@@ -383,12 +385,14 @@ def stamp_pdf(
     *,
     appendix: bytes | Callable[[], bytes] | None = None,
     metadata: Mapping[str, str] | None = None,
+    created: datetime | None = None,
 ) -> bytes:
     """The original PDF with every stamp drawn in place, the appendix pages added at the end
     and ``metadata`` (keys such as "/Title" or "/PortalEnvelope") merged into the document
-    info. ``appendix`` may be a function that returns it, called only when it is needed (in
-    the sandbox: the caller renders it while the pages are stamped). ``pages`` are the
-    original's page boxes (their rotation turns the stamps upright).
+    info (with ``created``: dated then, and described in XMP too). ``appendix`` may be a
+    function that returns it, called only when it is needed (in the sandbox: the caller
+    renders it while the pages are stamped). ``pages`` are the original's page boxes (their
+    rotation turns the stamps upright).
     Raises ValueError for a stamp on a page that does not exist or that cannot be drawn.
     """
     reader = PdfReader(io.BytesIO(original))
@@ -428,7 +432,9 @@ def stamp_pdf(
         appended = appendix() if callable(appendix) else appendix
         for extra in PdfReader(io.BytesIO(appended)).pages:
             writer.add_page(extra)
-    if metadata:
+    if created is not None:  # dated, with XMP (``pdfmeta``)
+        pdfmeta.apply(writer, metadata or {}, created=created)
+    elif metadata:
         info: dict[str, Any] = {
             (key if key.startswith("/") else f"/{key}"): value for key, value in metadata.items()
         }

@@ -126,6 +126,14 @@ class Envelope(Model):
     sealed_size: Mapped[int | None] = mapped_column(Integer)
     sealed_path: Mapped[str | None] = mapped_column(String(500))  # filed in the template's folder
     seal_cert_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Long-term seal (migration 0020, ``portal.envelopes.renewal``): the PAdES level, when the
+    # latest document timestamp's TSA certificate expires, and when to add a fresh one.
+    seal_level: Mapped[str | None] = mapped_column(String(8))  # B-B | B-T | B-LT | B-LTA
+    seal_timestamp_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seal_renew_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    seal_renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seal_renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    seal_renewal_error: Mapped[str | None] = mapped_column(Text)
     # Lower-cased title, ticket, merge values and recipients, kept by ``refresh_search_text``
     # (see ``portal.envelopes.search``).
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")

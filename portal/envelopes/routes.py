@@ -21,6 +21,7 @@ from portal.envelopes import (
     forms,
     handover,
     idempotency,
+    renewal,
     sealing,
     timeline,
     viewing,
@@ -249,6 +250,7 @@ def envelope(public_id: str) -> str:
         remind_every=ops.REMIND_NOW_EVERY,
         sees_access=current_user.has_role(Role.COMPLIANCE, Role.ADMIN),
         legal_holds=holds.covering(envelope.id),
+        long_term=renewal.page_facts(envelope, admin=current_user.has_role(Role.ADMIN)),
     )
     viewing.record_view(envelope, "page", current_user)
     return page
@@ -396,6 +398,21 @@ def retry_seal(public_id: str) -> Response:
         flash(str(exc), "error")
     else:
         flash("Sealing asked for again.", "success")
+    return redirect(url_for("console.envelope", public_id=public_id))
+
+
+@bp.route("/envelopes/<public_id>/seal/renew", methods=["POST"])
+@roles_required(Role.ADMIN)
+def renew_seal(public_id: str) -> Response:
+    """Add a fresh archive timestamp to the sealed document now (admins)."""
+    envelope = _envelope_or_404(public_id)
+    try:
+        renewal.renew_now(envelope, current_user)
+    except renewal.RenewalProblem as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash("Seal renewal asked for: a fresh archive timestamp is being added.", "success")
     return redirect(url_for("console.envelope", public_id=public_id))
 
 

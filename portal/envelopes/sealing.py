@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 
 from portal import audit, clock, jobs, mail, storage
 from portal.accounts.models import User
-from portal.documents import keystore, sandbox
+from portal.documents import keystore, ltv, pdfmeta, sandbox
 from portal.documents.certificate import (
     AttachmentEvidence,
     CertificateData,
@@ -38,7 +38,7 @@ from portal.documents.geometry import Rect
 from portal.documents.inspect import PageBox
 from portal.documents.seal import SealingCertError, SealingError, seal_pdf
 from portal.documents.stamp import Stamp, stamp_pdf
-from portal.envelopes import disclosure, viewing
+from portal.envelopes import disclosure, renewal, viewing
 from portal.envelopes.models import Envelope, FieldValue, Recipient
 from portal.extensions import db, write_lock
 from portal.library import languages, queries
@@ -349,7 +349,7 @@ def seal_envelope(envelope_id: int) -> str:
         # The original and the signers' drawings came from outside: they are stamped in the
         # sandbox, while the certificate of completion is rendered here (on another core).
         stamped = sandbox.run(
-            stamp_pdf, original, pages, marks, metadata=metadata,
+            stamp_pdf, original, pages, marks, metadata=metadata, created=clock.utcnow(),
             appendix=sandbox.Later(lambda: render_certificate(facts)),
         )  # fmt: skip
         sealed = seal_pdf(
@@ -359,6 +359,7 @@ def seal_envelope(envelope_id: int) -> str:
             reason=reason,
             location=None,
             tsa_url=tsa_url,
+            long_term=True,  # with a TSA: PAdES B-LTA (renewal: ``renewal``)
         )
     except sandbox.Busy:
         db.session.rollback()
@@ -398,6 +399,7 @@ def _store(envelope_id: int, sealed: bytes, cert_sha256: str, *, timestamped: bo
     envelope.seal_cert_sha256 = cert_sha256
     envelope.seal_status = "sealed"
     envelope.seal_error = None
+    level = renewal.record_level(envelope, sealed)
     audit.record(
         "envelope.sealed",
         actor="system",
@@ -408,6 +410,7 @@ def _store(envelope_id: int, sealed: bytes, cert_sha256: str, *, timestamped: bo
             "size": len(sealed),
             "certificate_sha256": cert_sha256,
             "timestamped": timestamped,
+            "level": level.level,
             "path": envelope.sealed_path,
         },
     )
@@ -522,7 +525,17 @@ def seal_report(pdf: bytes, reason: str) -> bytes:
     if restarted:
         db.session.commit()
     tsa_url = str(current_app.config.get("SEAL_TSA_URL") or "") or None
-    return seal_pdf(pdf, identity, field_name=REPORT_SEAL_FIELD, reason=reason, tsa_url=tsa_url)
+    dated = pdfmeta.dated(pdf, created=clock.utcnow())  # (rendered in invariant mode)
+    return seal_pdf(dated, identity, field_name=REPORT_SEAL_FIELD, reason=reason,
+                    tsa_url=tsa_url, long_term=True)  # fmt: skip
+
+
+def report_level(sealed: bytes) -> str | None:
+    """The PAdES level of a sealed report (for its audit event)."""
+    try:
+        return ltv.describe(sealed).level
+    except ltv.LongTermError:
+        return None
 
 
 def audit_report(envelope: Envelope) -> bytes:
@@ -545,7 +558,8 @@ def record_download(envelope: Envelope, event: str, actor: Any, what: str) -> by
     else:
         interim = envelope.status != "completed"
         content = audit_report(envelope)
-        data = {"interim": interim, "sha256": hashlib.sha256(content).hexdigest()}
+        data = {"interim": interim, "sha256": hashlib.sha256(content).hexdigest(),
+                "seal_level": report_level(content)}  # fmt: skip
     # Read and rendered without locking; the lock only for the event (it says what was sent).
     write_lock()
     audit.record(event, actor=actor, subject=envelope, data=data)

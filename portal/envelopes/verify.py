@@ -25,6 +25,7 @@ from sqlalchemy import select
 from portal.documents import keystore, sandbox
 from portal.documents.inspect import declared_size_problem
 from portal.documents.seal import SealCheck, check_seal
+from portal.envelopes import renewal
 from portal.envelopes.models import Envelope
 from portal.envelopes.sealing import REPORT_SEAL_FIELD
 from portal.extensions import db
@@ -102,7 +103,7 @@ def verify_pdf(data: bytes) -> Verdict:
     digest = hashlib.sha256(data).hexdigest()
     recorded = db.session.execute(
         select(Envelope).where(Envelope.sealed_sha256 == digest)
-    ).scalar_one_or_none()
+    ).scalar_one_or_none() or renewal.envelope_of_earlier(digest)  # (before a seal renewal)
     if recorded is None and (declared_size_problem(data) or _HUGE_SIGNATURE.search(data)):
         return _not_ours()  # built to overload a reader: not worth opening
     ours = keystore.known_fingerprints()

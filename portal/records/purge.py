@@ -33,6 +33,7 @@ from sqlalchemy import delete, or_, select, text, update
 
 from portal import audit, clock, mail, storage
 from portal.accounts.models import User
+from portal.envelopes import renewal
 from portal.envelopes.handover import LinkHandover
 from portal.envelopes.idempotency import SendKey
 from portal.envelopes.models import TERMINAL, Envelope, FieldValue, Recipient, RetiredLink
@@ -143,6 +144,7 @@ def _purge_documents(envelope: Envelope) -> int:
         candidates.add(envelope.document_blob_id)
     if envelope.sealed_blob_id:
         candidates.add(envelope.sealed_blob_id)
+    candidates |= renewal.earlier_blob_ids(envelope)  # sealed files before a seal renewal
     pages = []
     for page in envelope.pages or []:
         if page.get("image_blob_id"):

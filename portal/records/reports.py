@@ -624,6 +624,7 @@ def make(query: ReportQuery, user: User) -> tuple[bytes, str]:
             "rows": len(data.envelopes),
             "envelopes": data.total,
             "sha256": digest,
+            "seal_level": sealing.report_level(sealed),
         },
     )
     db.session.commit()
