@@ -260,3 +260,25 @@ def test_times_are_utc_with_z(seeded):
     created = api.post("/api/v1/envelopes", refund_body(seeded)).get_json()
     assert created["created_at"].endswith("Z") and "+" not in created["created_at"]
     assert created["recipients"][0]["sent_at"].endswith("Z")
+
+
+def test_control_characters_are_refused_where_they_are(seeded):
+    api = api_for(seeded)
+    path = assert_problem(api.get("/api/v1/envelopes/%1F"), 422, "validation-failed")
+    assert "envelope_id" in path["errors"]["path"]
+    query = assert_problem(api.get("/api/v1/envelopes?ticket_id=a%00b"), 422, "validation-failed")
+    assert "ticket_id" in query["errors"]["query"]
+    body = refund_body(seeded)
+    body["recipients"][0]["name"] = "Ana\x00Muñoz"
+    named = assert_problem(api.post("/api/v1/envelopes", body), 422, "validation-failed")
+    assert list(named["errors"]) == ["recipients.0.name"]
+    assert audit_events(seeded, "envelope.created") == []
+
+
+def test_deeply_nested_json_is_refused_not_a_crash(seeded):
+    api = api_for(seeded)
+    deep = "[" * 100_000 + "]" * 100_000
+    response = api.post(
+        "/api/v1/envelopes", data=deep, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 422, "invalid-json")

@@ -195,7 +195,8 @@ def test_pages_of_over_100_envelopes_have_no_duplicates_or_gaps(seeded, api):
     assert api.get("/api/v1/envelopes?limit=0").status_code == 422
     assert api.get("/api/v1/envelopes?limit=101").status_code == 422
     bad = api.get("/api/v1/envelopes?cursor=bm90LWEtY3Vyc29y")
-    assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
+    assert bad.status_code == 422 and bad.mimetype == "application/problem+json"
+    assert "cursor" in bad.get_json()["errors"]["query"]
 
 
 def test_unknown_envelope_is_404(api):

@@ -29,13 +29,14 @@ import marshmallow as ma
 from flask import Flask, Response, current_app, g, json, request
 from limits import RateLimitItem, parse
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from portal import web
+from portal import text, web
 from portal.envelopes import console
-from portal.extensions import csrf, db, limiter
+from portal.extensions import SAFE_METHODS, csrf, db, limiter
 from portal.integrations import idempotency, keys
 from portal.integrations.models import ApiKey
 
@@ -189,7 +190,9 @@ def as_problem(exc: HTTPException) -> ApiProblem:
         return ApiProblem(413, kind, "Request body too large", f"The limit is {limit:g} MB.")
     title = PROBLEMS[kind][1].split(";")[0].rstrip(".") if code >= 500 else exc.name
     detail = None if code >= 500 else _detail(exc)
-    return ApiProblem(code, kind, title, detail, errors)
+    # a 405 names the methods the URL has (RFC 9110), as werkzeug's own answer does
+    allow = dict(exc.get_headers()).get("Allow") if code == 405 else None
+    return ApiProblem(code, kind, title, detail, errors, {"Allow": allow} if allow else None)
 
 
 def _json_detail(messages: dict[str, Any]) -> str:
@@ -301,8 +304,14 @@ def _count(name: str, setting: str) -> None:
     item = parse(setting)
     strategy = _strategy()
     ident = (f"portal-api-{name}", str(current_key().id))
-    allowed = strategy.hit(item, *ident)
-    stats = strategy.get_window_stats(item, *ident)
+    try:
+        allowed = strategy.hit(item, *ident)
+        stats = strategy.get_window_stats(item, *ident)
+    except (RedisError, OSError):
+        # Redis is down: serve the call uncounted rather than fail it (the database, not
+        # Redis, holds what matters); it is logged, and the answer has no RateLimit headers
+        log.warning("API rate limit %s not counted: the limiter's storage is unavailable", name)
+        return
     reset = max(0, int(stats.reset_time - time.time()) + (0 if allowed else 1))
     quota = Quota(name, item, max(0, stats.remaining), reset)
     g.setdefault("api_quotas", []).append(quota)
@@ -351,7 +360,12 @@ def paginate(
     if cursor:
         after = console._decode(cursor, columns)
         if after is None:
-            problem(400, "bad-request", "Invalid cursor", "Use the next_cursor of a previous page.")
+            problem(
+                422,
+                "validation-failed",
+                "Invalid cursor",
+                errors={"query": {"cursor": ["Use the next_cursor of a previous page."]}},
+            )
         created, ident = columns
         stmt = stmt.where(or_(created < after[0], and_(created == after[0], ident < after[1])))
     stmt = stmt.order_by(columns[0].desc(), columns[1].desc()).limit(limit + 1)
@@ -438,8 +452,79 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(docs.bp)
     _errors(app)
     app.session_interface = _ApiSessions.wrapping(app.session_interface)
+    _take_over_input_check(app)
     app.before_request(_before)
     app.after_request(_after)
+
+
+REFUSED_CHARACTER = "Contains an invisible control character (such as a NUL byte)."
+
+
+def _take_over_input_check(app: Flask) -> None:
+    """``portal.web`` refuses control characters with an error page (which cannot even be
+    rendered here: the API has no session for its CSRF token); under /api/v1 the same rule
+    answers a 422 problem naming each place, and looks into JSON bodies too."""
+    hooks = app.before_request_funcs[None]
+    for n, hook in enumerate(hooks):
+        if getattr(hook, "__name__", None) == "_refuse_control_characters":
+            hooks[n] = _refuse_control_characters(hook)
+
+
+def _refuse_control_characters(page_check: Callable[[], Any]) -> Callable[[], Any]:
+    @wraps(page_check)
+    def check() -> Any:
+        if not _in_api():
+            return page_check()
+        errors: dict[str, Any] = {}
+        for name, value in (request.view_args or {}).items():
+            if isinstance(value, str) and text.first_refused(value):
+                errors.setdefault("path", {})[name] = [REFUSED_CHARACTER]
+        for name, value in request.args.items(multi=True):
+            if text.first_refused(name) or text.first_refused(value):
+                errors.setdefault("query", {})[text.printable(name)] = [REFUSED_CHARACTER]
+        if request.method not in SAFE_METHODS:
+            if request.is_json:
+                errors.update(_refused_in_json())
+            elif web._refused_input():  # a form or an upload's file name
+                errors["form"] = [REFUSED_CHARACTER]
+        if errors:
+            raise ApiProblem(422, "validation-failed", "Control characters refused", errors=errors)
+        return None
+
+    return check
+
+
+def _refused_in_json() -> dict[str, Any]:
+    """Where a JSON body carries a control character (its own parse, bounded in depth:
+    Python's parser would overflow the stack on deep nesting)."""
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        raise ApiProblem(
+            422, "invalid-json", "The body is not valid JSON", "The body is not valid JSON."
+        ) from None
+    found: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("", body, 0)]
+    while stack and len(found) < 20:
+        where, value, depth = stack.pop()
+        if depth > 32:
+            raise ApiProblem(
+                422, "invalid-json", "The body is not valid JSON", "The body is nested too deeply."
+            )
+        if isinstance(value, str):
+            if text.first_refused(value):
+                found.append(where or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if text.first_refused(key):
+                    found.append(where or "body")
+                stack.append((f"{where}.{text.printable(key)}".lstrip("."), item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend(
+                (f"{where}.{n}".lstrip("."), item, depth + 1) for n, item in enumerate(value)
+            )
+    return {place: [REFUSED_CHARACTER] for place in found}
 
 
 def _errors(app: Flask) -> None:
@@ -531,9 +616,14 @@ def _after(response: Response) -> Response:
     if next_cursor and response.status_code == 200:
         url = request.base_url + "?" + _query_with(cursor=next_cursor)
         response.headers["Link"] = f'<{url}>; rel="next"'
-    if request.method in ("GET", "HEAD") and response.status_code == 200:
-        response.headers["Cache-Control"] = "private, no-cache"
-        response.add_etag()
+    if (
+        request.method in ("GET", "HEAD")
+        and response.status_code == 200
+        and not (response.is_streamed or response.direct_passthrough)
+    ):
+        response.headers.setdefault("Cache-Control", "private, no-cache")
+        if "ETag" not in response.headers:
+            response.add_etag()
         response.make_conditional(request)
     return response
 
