@@ -112,6 +112,12 @@ class Tab:
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
         assert not self.failed, "failed requests:\n" + "\n".join(self.failed)
 
+    def open_menu(self) -> None:
+        """On a phone the staff links are folded into "Menu": open it (no-op on a desktop)."""
+        summary = self.page.locator(".site-menu > summary")
+        if summary.is_visible() and not self.page.locator(".site-menu[open]").count():
+            summary.click()
+
     # ------------------------------------------------------------ sign-in steps
 
     def password_step(self, staff: Staff) -> None:

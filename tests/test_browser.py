@@ -196,6 +196,7 @@ def test_sign_out_works_from_the_recovery_codes_page(phone, make_staff):
     phone.goto("/auth/login")
     phone.password_step(staff)
     enrol_with_key_from_page(phone)
+    phone.open_menu()
     with phone.page.expect_navigation():
         phone.page.get_by_role("button", name="Sign out").click()
     assert phone.page.url == phone.url("/auth/login"), phone.page.locator("main").inner_text()
@@ -207,6 +208,7 @@ def test_sign_in_page_with_a_flash_message_has_no_serious_accessibility_violatio
 ):
     staff = make_staff("agent")
     phone.sign_in(staff)
+    phone.open_menu()
     phone.page.get_by_role("button", name="Sign out").click()
     expect(phone.page.get_by_text("You have signed out.")).to_be_visible()
     violations = serious_violations(Axe().run(phone.page).response)
