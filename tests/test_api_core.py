@@ -282,3 +282,26 @@ def test_deeply_nested_json_is_refused_not_a_crash(seeded):
         "/api/v1/envelopes", data=deep, headers={"Content-Type": "application/json"}
     )
     assert_problem(response, 422, "invalid-json")
+
+
+def test_rate_limits_are_counted_in_redis(make_app, redis_server):
+    from redis import Redis
+
+    Redis.from_url(redis_server.url).flushdb()
+    app = make_app(RATELIMIT_STORAGE_URI=redis_server.url, API_RATE_LIMIT="2 per minute")
+    api = api_for(app)
+    answers = [api.get("/api/v1/templates").status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    assert any(Redis.from_url(redis_server.url).scan_iter(match="*portal-api-api*"))
+
+
+def test_calls_are_served_uncounted_while_redis_is_down(seeded, monkeypatch):
+    from limits.strategies import MovingWindowRateLimiter
+    from redis.exceptions import ConnectionError as RedisDown
+
+    def down(*_args, **_kwargs):
+        raise RedisDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(MovingWindowRateLimiter, "hit", down)
+    response = api_for(seeded).get("/api/v1/templates")
+    assert response.status_code == 200 and "RateLimit" not in response.headers
