@@ -112,7 +112,7 @@ def test_uploaded_pdf_shows_sharp_lazy_pages_with_labelled_boxes(
     mailer: SmtpServer,  # noqa: F811
     send,  # noqa: F811
 ):
-    public_id = uploaded_refund(app)
+    public_id, _ = uploaded_refund(app)
     page = phone3.page
     open_document(phone3, mailer, public_id)
     images = page.locator(".doc-pages figure.page > img")
