@@ -48,6 +48,7 @@ class Receiver:
         self.status = 204
         self.delay = 0.0
         self.location: str | None = None
+        self.retry_after: str | None = None
         self.deliveries: list[dict[str, Any]] = []
         self.verified_with: list[set[str]] = []
         receiver = self
@@ -72,6 +73,8 @@ class Receiver:
                 self.send_response(receiver.status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
+                if receiver.retry_after:
+                    self.send_header("Retry-After", receiver.retry_after)
                 answer = b"x" * 3000 if receiver.status >= 500 else b"ok"
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -365,6 +368,18 @@ def test_success_after_failures_delivers_and_redeliver_sends_again(hook_app, rec
     assert audit_events(hook_app, "webhook.redelivered")
 
 
+def test_a_retry_after_is_honoured_up_to_a_day(hook_app, receiver):
+    receiver.status = 429
+    receiver.retry_after = "3600"
+    endpoint_id = add_endpoint(hook_app, receiver)
+    before = clock.utcnow()
+    send_test(hook_app, endpoint_id)
+    (message,) = messages(hook_app)
+    wait = clock.as_utc(message.next_attempt_at) - before
+    assert timedelta(hours=1) <= wait <= timedelta(hours=1.2)
+    assert message.last_error == "HTTP 429"
+
+
 def test_replay_since_sends_the_endpoints_messages_since_then_again(hook_app, receiver):
     endpoint_id = add_endpoint(hook_app, receiver)
     start = datetime.now(UTC)
@@ -385,15 +400,15 @@ def test_replay_since_sends_the_endpoints_messages_since_then_again(hook_app, re
 
 
 def test_a_slow_receiver_is_logged_as_timeout(hook_app, receiver):
-    receiver.delay = 3.5  # the app's timeout is 2 s
+    receiver.delay = 6  # the app's timeout is 2 s
     endpoint_id = add_endpoint(hook_app, receiver)
     started = time.monotonic()
     send_test(hook_app, endpoint_id)
-    assert time.monotonic() - started < 3.4
+    assert time.monotonic() - started < 5.5, "not waiting for the receiver"
     with hook_app.app_context():
         (attempt,) = db.session.execute(select(WebhookAttempt)).scalars()
         assert attempt.outcome == "timeout" and attempt.status_code is None
-        assert 1900 <= attempt.duration_ms < 3000
+        assert 1900 <= attempt.duration_ms < 4000
     (message,) = messages(hook_app)
     assert message.status == "pending" and message.attempts == 1
 
@@ -430,7 +445,8 @@ def test_a_slow_drip_receiver_is_cut_at_the_timeout(hook_app):
         (attempt,) = db.session.execute(select(WebhookAttempt)).scalars()
     stop.set()
     listener.close()
-    assert took < 3.5 and attempt.outcome == "timeout"
+    assert took < 5.5 and attempt.outcome == "timeout"
+    assert 1900 <= attempt.duration_ms < 4000
 
 
 def test_a_redirect_is_not_followed(hook_app, receiver):
@@ -586,3 +602,60 @@ def test_purging_an_envelope_deletes_its_webhook_messages(hook_app, receiver):
         envelope = db.session.get(Envelope, envelope_id)
         purge.purge_envelope(envelope, reason="test", actor=None, action="both")
     assert not any(m.envelope_id == envelope_id for m in messages(hook_app))
+
+
+def test_the_readmes_receiver_verifies_deliveries_and_notes_them_on_the_ticket(hook_app):
+    """docs-drafts/webhook_receiver.py (the README's example), run as its own process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.services import free_port
+
+    script = Path(__file__).resolve().parent.parent / "docs-drafts" / "webhook_receiver.py"
+    port = free_port()
+    with hook_app.app_context():
+        _endpoint, secret = webhooks.create_endpoint(
+            demo_agent().team, f"http://127.0.0.1:{port}/", "README", ["*"], by=admin()
+        )
+        db.session.commit()
+    env = {**os.environ, "WEBHOOK_SECRET": secret, "PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        _envelope_id, public_id, link = send_refund(hook_app)
+        sign(hook_app, public_id, link)
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=10)
+    assert f"note on {TICKET[1]}: envelope.completed: envelope {public_id} is completed" in out
+    assert f"note on {TICKET[1]}: envelope.sealed: envelope {public_id} is completed" in out
+    assert all(m.status == "delivered" for m in messages(hook_app))
+
+
+def test_declining_the_disclosure_tells_recipient_declined_and_envelope_declined(
+    hook_app, receiver
+):
+    add_endpoint(hook_app, receiver, types=("recipient.declined", "envelope.declined"))
+    _envelope_id, public_id, link = send_refund(hook_app)
+    client = hook_app.test_client()
+    client.get(link.replace("http://127.0.0.1:5000", ""))
+    page = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "decline"})
+    assert receiver.types() == ["recipient.declined", "envelope.declined"]
+    declined = receiver.deliveries[1]["json"]["data"]
+    assert declined["envelope"]["status"] == "declined"
+    assert declined["envelope"]["ticket_id"] == TICKET[0]
+    assert "reason" not in json.dumps(declined), "a typed reason is personal"
+    assert receiver.all_verified()

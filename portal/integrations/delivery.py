@@ -52,6 +52,7 @@ KEEP_DAYS = 30
 RESPONSE_BYTES = 1024
 BATCH = 50
 SWEEP_BATCH = 500
+INLINE_SECONDS = 30  # embedded mode: how long one nudge keeps sending an endpoint's backlog
 USER_AGENT = "portal-webhooks/1"
 
 
@@ -64,6 +65,7 @@ class Outcome:
     duration_ms: int
     error: str | None
     response: str | None
+    retry_after: int | None = None  # seconds a 429 or 503 asked for
 
 
 def _headers(message: WebhookMessage, endpoint: WebhookEndpoint, now: datetime) -> dict[str, str]:
@@ -128,7 +130,9 @@ def post(target: ssrf.Target, body: bytes, headers: dict[str, str], limit: float
     error = f"HTTP {code}"
     if 300 <= code < 400:
         error = f"HTTP {code}: redirects are not followed"
-    return Outcome("failed", code, took, error, text)
+    wait = response.getheader("Retry-After", "") if code in (429, 503) else ""
+    after = int(wait) if wait.isascii() and wait.isdigit() and len(wait) < 7 else None
+    return Outcome("failed", code, took, error, text, after)
 
 
 def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
@@ -144,8 +148,7 @@ def _try(message: WebhookMessage, endpoint: WebhookEndpoint) -> Outcome:
     headers = _headers(message, endpoint, now)
     body = message.body.encode()
     url = endpoint.url
-    if db.engine.dialect.name == "sqlite":
-        db.session.commit()  # hold no write lock over the network
+    db.session.commit()  # hold no transaction (nor SQLite's write lock) over the network
     started = time.monotonic()
     try:
         target = ssrf.check(url)
@@ -224,18 +227,22 @@ def _note(message_id: int, outcome: Outcome) -> None:
         message.next_attempt_at = None
         endpoint.failing_since = None
     else:
-        _failed(message, endpoint, now)
+        _failed(message, endpoint, now, outcome.retry_after)
     db.session.flush()
     _bound_attempts(message.id)
     db.session.commit()
 
 
-def _failed(message: WebhookMessage, endpoint: WebhookEndpoint, now: datetime) -> None:
+def _failed(
+    message: WebhookMessage, endpoint: WebhookEndpoint, now: datetime, asked: int | None
+) -> None:
     if message.attempts > len(RETRY_DELAYS):
         message.status = MessageStatus.FAILED.value
         message.next_attempt_at = None
     else:
         delay = RETRY_DELAYS[message.attempts - 1]
+        # A receiver's Retry-After is honoured up to the longest wait of the schedule.
+        delay = max(delay, min(asked or 0, RETRY_DELAYS[-1]))
         message.next_attempt_at = now + timedelta(
             seconds=delay * (1 + random.uniform(0, JITTER))  # noqa: S311 (spreading, not secrecy)
         )
@@ -313,32 +320,41 @@ def _due_ids(endpoint_id: int | None, now: datetime, limit: int) -> list[int]:
 @jobs.job(queue="webhooks", retry=(30,), timeout=BATCH * 15)
 def deliver_endpoint(endpoint_id: int) -> str:
     """Try the endpoint's due messages, oldest first (a batch; then asks for the rest)."""
-    ids = _due_ids(endpoint_id, clock.utcnow(), BATCH)
-    db.session.rollback()
-    results = [deliver_one(message_id) for message_id in ids]
-    if len(ids) == BATCH and not current_app.config.get("JOBS_INLINE", True):
-        jobs.enqueue(deliver_endpoint, endpoint_id)
-        db.session.commit()
-    return f"{results.count('delivered')} of {len(ids)} delivered"
+    inline = current_app.config.get("JOBS_INLINE", True)
+    stop = time.monotonic() + INLINE_SECONDS
+    results: list[str] = []
+    while True:
+        ids = _due_ids(endpoint_id, clock.utcnow(), BATCH)
+        db.session.rollback()
+        results += [deliver_one(message_id) for message_id in ids]
+        if len(ids) < BATCH:
+            break
+        if not inline:  # the rest in a job of its own (other endpoints' jobs go meanwhile)
+            jobs.enqueue(deliver_endpoint, endpoint_id)
+            db.session.commit()
+            break
+        if time.monotonic() > stop:  # embedded mode: the sweep sends the rest
+            break
+    return f"{results.count('delivered')} of {len(results)} delivered"
 
 
 @jobs.periodic(every=60)
 def sweep_webhooks() -> str:
     """Ask for every endpoint's due messages (retries whose time came; nudges Redis lost)."""
     now = clock.utcnow()
-    endpoints = sorted(
-        set(
-            db.session.execute(
-                select(WebhookMessage.endpoint_id)
-                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
-                .where(
-                    WebhookMessage.status == MessageStatus.PENDING.value,
-                    WebhookMessage.next_attempt_at <= now,
-                    WebhookEndpoint.enabled.is_(True),
-                )
-                .limit(SWEEP_BATCH)
-            ).scalars()
-        )
+    endpoints = list(
+        db.session.execute(
+            select(WebhookMessage.endpoint_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
+            .where(
+                WebhookMessage.status == MessageStatus.PENDING.value,
+                WebhookMessage.next_attempt_at <= now,
+                WebhookEndpoint.enabled.is_(True),
+            )
+            .distinct()
+            .order_by(WebhookMessage.endpoint_id)
+            .limit(SWEEP_BATCH)
+        ).scalars()
     )
     for endpoint_id in endpoints:
         jobs.enqueue(deliver_endpoint, endpoint_id)

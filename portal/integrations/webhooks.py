@@ -24,7 +24,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -35,6 +35,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     delete,
     select,
@@ -42,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
-from portal import audit, clock, jobs, storage
+from portal import audit, clock, inserts, jobs, storage
 from portal.accounts.models import Team, User
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import Model, db
@@ -353,7 +354,7 @@ def rotate_secret(endpoint: WebhookEndpoint, *, by: User) -> str:
 def send_test(endpoint: WebhookEndpoint, *, by: User) -> WebhookMessage:
     """Queue a ``webhook.test`` message to this endpoint (whatever types it wants)."""
     now = clock.utcnow()
-    message = _message(endpoint.id, None, TEST_TYPE, now, {"endpoint": endpoint.id})
+    message = WebhookMessage(**_row(endpoint.id, None, TEST_TYPE, now, {"endpoint": endpoint.id}))
     db.session.add(message)
     db.session.flush()
     audit.record("webhook.test_sent", actor=by, subject=endpoint, data={"message": message.id})
@@ -440,21 +441,21 @@ def _iso(value: datetime | None) -> str | None:
 _BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def _message(
+def _row(
     endpoint_id: int, envelope_id: int | None, webhook_type: str, now: datetime, data: Any
-) -> WebhookMessage:
+) -> dict[str, Any]:
     body = _BODY.encode({"type": webhook_type, "timestamp": _iso(now), "data": data})
-    return WebhookMessage(
-        public_id=f"msg_{uuid.uuid4().hex}",
-        endpoint_id=endpoint_id,
-        envelope_id=envelope_id,
-        type=webhook_type,
-        body=body,
-        created_at=now,
-        status=MessageStatus.PENDING.value,
-        attempts=0,
-        next_attempt_at=now,
-    )
+    return {
+        "public_id": f"msg_{uuid.uuid4().hex}",
+        "endpoint_id": endpoint_id,
+        "envelope_id": envelope_id,
+        "type": webhook_type,
+        "body": body,
+        "created_at": now,
+        "status": MessageStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
 
 
 def envelope_data(envelope: Envelope) -> dict[str, Any]:
@@ -549,25 +550,41 @@ def _outbox(items: Sequence[audit.Pending], refs: Sequence[Mapping[str, Any]]) -
     for endpoint in endpoints:
         by_team.setdefault(endpoint.team_id, []).append(endpoint)
     now = clock.utcnow()
-    messages: list[WebhookMessage] = []
+    envelopes = _envelopes(
+        {refs[i]["envelope_id"] for i in wanted if refs[i]["team_id"] in by_team}
+    )
+    rows: list[dict[str, Any]] = []
     for i in wanted:
         item, ref = items[i], refs[i]
         receivers = by_team.get(ref["team_id"], [])
         if not receivers:
             continue
         envelope_id = ref["envelope_id"]
-        envelope = db.session.get(Envelope, envelope_id) if envelope_id is not None else None
+        envelope = envelopes.get(envelope_id) if envelope_id is not None else None
         for webhook_type in _types_of(item, envelope):
             takers = [e for e in receivers if e.wants(webhook_type)]
             if not takers:
                 continue
             data = _payload(item, webhook_type, envelope)
-            for endpoint in takers:
-                messages.append(_message(endpoint.id, envelope_id, webhook_type, now, data))
-    if messages:
-        db.session.add_all(messages)
-        for endpoint_id in {m.endpoint_id for m in messages}:
+            rows.extend(_row(e.id, envelope_id, webhook_type, now, data) for e in takers)
+    if rows:
+        inserts.insert_rows(db.session, cast(Table, WebhookMessage.__table__), rows)
+        for endpoint_id in {row["endpoint_id"] for row in rows}:
             _nudge(endpoint_id)
+
+
+def _envelopes(ids: set[int | None]) -> dict[int, Envelope]:
+    """The envelopes of these ids (those the session holds already, the others in one query
+    per 500: a bulk send's chunk records thousands of events)."""
+    found: dict[int, Envelope] = {}
+    wanted = sorted(i for i in ids if i is not None)
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        found.update(
+            (e.id, e)
+            for e in db.session.execute(select(Envelope).where(Envelope.id.in_(part))).scalars()
+        )
+    return found
 
 
 _NUDGED = "portal.webhooks_nudged"
