@@ -332,7 +332,7 @@ def _window(item: RateLimitItem) -> str:
 
 
 def _rate_headers(response: Response, quotas: Sequence[Quota]) -> None:
-    # draft-ietf-httpapi-ratelimit-headers-09: structured-field lists of named policies
+    # draft-ietf-httpapi-ratelimit-headers-08 and later: structured-field lists of named policies
     response.headers["RateLimit-Policy"] = ", ".join(
         f'"{q.name}";q={q.item.amount};w={q.item.get_expiry()}' for q in quotas
     )
@@ -419,7 +419,7 @@ def _description() -> str:
         '422. Lists are cursor pages (`limit` 1-100, `next_cursor`, `Link: rel="next"`). '
         "GET answers carry an `ETag` (`If-None-Match` gives 304). Times are ISO 8601 UTC. "
         "Every answer carries `RateLimit` and `RateLimit-Policy` headers "
-        "(draft-ietf-httpapi-ratelimit-headers-09).\n\n"
+        "(draft-ietf-httpapi-ratelimit-headers-08 and later).\n\n"
         "## Problems\n\nErrors are RFC 9457 `application/problem+json`; `type` ends in one of:\n\n"
         "| kind | status | meaning |\n| --- | --- | --- |\n" + rows
     )
