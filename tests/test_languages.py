@@ -17,7 +17,7 @@ from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library import operations as library
 from portal.mail import Message
-from tests.conftest import audit_events, demo_agent, demo_template
+from tests.conftest import Portal, audit_events, demo_agent, demo_template
 from tests.test_sealing import _sealed_bytes, _sign
 from tests.test_signing import _path, sent  # noqa: F401
 
@@ -156,3 +156,45 @@ def test_a_language_the_template_lacks_is_refused_when_chosen(app, sent):  # noq
             assert "has no Spanish document" in str(exc)
         else:
             raise AssertionError("a missing language was accepted")
+
+
+def test_the_send_form_offers_and_sends_the_chosen_document_language(app, make_staff, runner_for):
+    from tests.test_sending import agent, form_key, refund_form, text_of  # noqa: F401
+
+    with app.app_context():
+        assert runner_for(app).invoke(args=["portal", "seed-demo"]).exit_code == 0
+        version_id = library.approved_version(demo_template()).id
+    portal = Portal(app, app.test_client())
+    assert portal.sign_in(make_staff("agent", team="Customer Care")).status_code == 302
+    page = text_of(portal.client.get(f"/envelopes/new/{version_id}"))
+    assert '<label for="document_language">Document language</label>' in page
+    assert '<option value="es" >Español</option>' in page
+
+    refused = portal.post(
+        f"/envelopes/new/{version_id}",
+        refund_form(form_key(portal, version_id), document_language="fr"),
+    )
+    assert refused.status_code == 422
+    assert "This template has no fr document" in text_of(refused)
+    with app.app_context():
+        assert db.session.execute(select(Envelope.id)).first() is None
+
+    preview = portal.post(
+        f"/envelopes/preview/{version_id}",
+        refund_form(form_key(portal, version_id), document_language="es"),
+    )
+    assert "Autorización de reembolso" in _pdf_text(preview.data)
+
+    sent_form = portal.post(
+        f"/envelopes/new/{version_id}",
+        refund_form(form_key(portal, version_id), document_language="es"),
+    )
+    assert sent_form.status_code == 303
+    with app.app_context():
+        envelope = db.session.execute(select(Envelope)).scalar_one()
+        assert envelope.document_locale == "es" and envelope.title == "Autorización de reembolso"
+        assert envelope.recipients[0].locale == "en"  # their pages and emails stay English
+        invite = db.session.execute(
+            select(Message).where(Message.kind == "signing_request")
+        ).scalar_one()
+        assert invite.subject.startswith("Please sign: Autorización de reembolso")
