@@ -135,7 +135,7 @@ def test_api_batch_from_json_rows_is_sent_and_reported_in_pages(seeded, api):
     assert [r["index"] for r in seen] == [0, 1, 2, 3, 4]
     assert all(r["state"] == "created" and r["envelope_status"] == "sent" for r in seen)
     assert seen[2]["ticket_id"] == "CRM-3" and seen[2]["envelope_id"]
-    assert api.get(f"/api/v1/bulk/{batch['id']}/rows?cursor=abc").status_code == 400
+    assert api.get(f"/api/v1/bulk/{batch['id']}/rows?cursor=abc").status_code == 422
 
     [created] = audit_events(app, "bulk.created")
     assert created.actor_label == "API key: CRM sync"

@@ -23,7 +23,7 @@ from portal.envelopes.checks import MAX_LENGTH
 from portal.extensions import db, write_lock
 from portal.integrations.api import current_key, problem, requires, send_limited
 from portal.integrations.api_envelopes import _sendable as sendable_version
-from portal.integrations.schemas import PageArgs, Strict, UtcDateTime
+from portal.integrations.schemas import MAX_ID, PageArgs, Strict, UtcDateTime
 
 blp = flask_smorest.Blueprint(
     "api_bulk",
@@ -60,7 +60,9 @@ class BulkRowSchema(Strict):
 
 
 class BulkCreateSchema(Strict):
-    template_id = ma.fields.Integer(required=True, strict=True)
+    template_id = ma.fields.Integer(
+        required=True, strict=True, validate=ma.validate.Range(1, MAX_ID)
+    )
     rows = ma.fields.List(
         ma.fields.Nested(BulkRowSchema), required=True, validate=ma.validate.Length(1, MAX_ROWS)
     )
@@ -73,7 +75,7 @@ class BulkCreateSchema(Strict):
 class BulkUploadSchema(ma.Schema):
     """The multipart form of a CSV (or XLSX) upload."""
 
-    template_id = ma.fields.Integer(required=True)
+    template_id = ma.fields.Integer(required=True, validate=ma.validate.Range(1, MAX_ID))
     file = ma.fields.Raw(
         required=True,
         metadata={"type": "string", "format": "binary", "description": "CSV or XLSX, 10 MB"},
@@ -275,7 +277,12 @@ def batch_rows(args: dict[str, Any], batch_id: str) -> dict[str, Any]:
     batch = _batch(batch_id)
     cursor = args.get("cursor") or "0"
     if not cursor.isdigit() or len(cursor) > 6:
-        problem(400, "bad-request", "Invalid cursor", "Use the next_cursor of a previous page.")
+        problem(
+            422,
+            "validation-failed",
+            "Invalid cursor",
+            errors={"query": {"cursor": ["Use the next_cursor of a previous page."]}},
+        )
     limit = args["limit"]
     views = report.rows_page(batch, after=int(cursor), limit=limit + 1)
     next_cursor = str(views[limit - 1].row.number) if len(views) > limit else None

@@ -40,7 +40,7 @@ def list_templates() -> dict[str, Any]:
     return {"items": [_summary(template, version) for template, version in found]}
 
 
-@blp.route("/<int:template_id>")
+@blp.route("/<int(max=2147483647):template_id>")  # (ids are 32-bit: larger is 404)
 @requires("templates:read")
 @blp.response(200, TemplateSchema)
 def get_template(template_id: int) -> dict[str, Any]:

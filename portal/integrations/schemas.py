@@ -13,6 +13,7 @@ from portal.envelopes import checks
 from portal.envelopes.models import EnvelopeStatus
 
 PREFIX = "/api/v1"
+MAX_ID = 2_147_483_647  # ids are 32-bit integers (PostgreSQL refuses a larger one)
 
 
 class UtcDateTime(fields.DateTime):
@@ -119,7 +120,7 @@ class RecipientInputSchema(Strict):
 
 
 class EnvelopeCreateSchema(Strict):
-    template_id = fields.Integer(required=True, strict=True)
+    template_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_ID))
     merge_data = fields.Dict(
         keys=fields.String(validate=validate.Length(1, 80)),
         values=fields.String(validate=validate.Length(max=_max["merge"])),
@@ -262,7 +263,7 @@ class PageArgs(Strict):
 class EnvelopeListArgs(PageArgs):
     status = fields.String(validate=validate.OneOf([s.value for s in EnvelopeStatus]))
     ticket_id = fields.String(validate=validate.Length(1, _max["ticket_id"]))
-    template_id = fields.Integer()
+    template_id = fields.Integer(validate=validate.Range(1, MAX_ID))
     created_since = UtcDateTime(metadata={"description": "Created at or after (ISO 8601)"})
     created_until = UtcDateTime(metadata={"description": "Created before (ISO 8601)"})
     recipient_email = fields.String(validate=validate.Length(1, _max["email"]))
