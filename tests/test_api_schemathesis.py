@@ -14,7 +14,6 @@ reason; 422 is our documented status for those refusals (see the problems table 
 description).
 """
 
-# ruff: noqa: F811  (fixtures are imported)
 from __future__ import annotations
 
 import pytest
