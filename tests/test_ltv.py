@@ -323,6 +323,22 @@ def test_without_a_time_stamp_service_the_seal_is_b_b_and_the_page_says_so(
     assert not audit_events(app, "envelope.seal_renewal_asked")
 
 
+def test_the_level_of_a_file_sealed_before_levels_were_kept_is_read_from_it(
+    app,
+    sent,  # noqa: F811
+    runner_for,
+):
+    envelope_id, _public_id, _pdf = _sealed(app, sent)
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        envelope.seal_level = envelope.seal_renew_after = envelope.seal_timestamp_expires = None
+        db.session.commit()
+    output = _tick(app, runner_for, clock.utcnow())
+    assert "0 due, 1 levels read" in output
+    envelope = _envelope(app, envelope_id)
+    assert envelope.seal_level == "B-LTA" and envelope.seal_renew_after is not None
+
+
 # ---------------------------------------------------------------- the check
 
 

@@ -258,6 +258,10 @@ def renew_seal(envelope_id: int, force: bool = False) -> str:
         log.warning("Renewing the seal of envelope %s failed: %s", envelope_id, exc)
         _note_failure(envelope_id, str(exc))
         return "failed"
+    except Exception as exc:
+        log.exception("Renewing the seal of envelope %s failed unexpectedly", envelope_id)
+        _note_failure(envelope_id, f"Unexpected error ({type(exc).__name__}): {exc}")
+        raise
     return _store(envelope_id, previous_sha256, renewed, found)
 
 
@@ -326,7 +330,9 @@ def _note_failure(envelope_id: int, reason: str) -> None:
 
 @jobs.periodic(every=3600)
 def sweep_renewals() -> str:
-    """Ask for a fresh archive timestamp on the sealed files that are due one."""
+    """Ask for a fresh archive timestamp on the sealed files that are due one (and read the
+    level of a few files sealed before levels were recorded)."""
+    read = _record_missing_levels()
     due = list(
         db.session.execute(
             select(Envelope.id)
@@ -343,7 +349,32 @@ def sweep_renewals() -> str:
     for envelope_id in due:
         jobs.enqueue(renew_seal, envelope_id)
     db.session.commit()
-    return f"{len(due)} due"
+    return f"{len(due)} due" + (f", {read} levels read" if read else "")
+
+
+def _record_missing_levels() -> int:
+    """The level of up to ``BATCH`` files sealed before migration 0020, read from the files."""
+    ids = list(
+        db.session.execute(
+            select(Envelope.id)
+            .where(
+                Envelope.seal_status == "sealed",
+                Envelope.sealed_blob_id.is_not(None),
+                Envelope.seal_level.is_(None),
+            )
+            .limit(BATCH)
+        ).scalars()
+    )
+    for envelope_id in ids:
+        envelope = db.session.get(Envelope, envelope_id)
+        if envelope is None or envelope.sealed_blob_id is None:
+            continue
+        try:
+            record_level(envelope, storage.get(envelope.sealed_blob_id))
+        except storage.BlobError as exc:
+            log.warning("Envelope %s: sealed file unreadable: %s", envelope_id, exc)
+    db.session.commit()
+    return len(ids)
 
 
 # ---------------------------------------------------------------- earlier files
