@@ -354,12 +354,24 @@ def test_the_phone_menu_opens_without_script_marks_the_page_and_reaches_sign_out
         expect(page.get_by_text("You have signed out.")).to_be_visible()
 
 
-def test_the_desktop_bar_shows_every_link_and_sign_out_without_a_menu(site, desktop):
+@pytest.mark.parametrize("width", [1000, 1280])
+def test_the_desktop_bar_shows_every_link_and_sign_out_without_a_menu(site, desktop, width):
     desktop.sign_in(site.admin)
     page = desktop.page
+    page.set_viewport_size({"width": width, "height": 800})
     expect(page.locator(".site-menu")).to_be_hidden()
     nav = page.get_by_role("navigation", name="Main")
-    for name in ("Console", "Templates", "Records", "Users", "Sealing", "Account"):
+    for name in ("Console", "Templates", "Records", "Users", "Sealing", "Integrations"):
         expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
     expect(nav.get_by_role("link", name="Console")).to_have_attribute("aria-current", "page")
-    expect(nav.get_by_role("button", name="Sign out")).to_be_in_viewport()
+    expect(nav.get_by_role("button", name="Sign out")).to_be_in_viewport(ratio=1)
+    assert not page.evaluate(_HEADER_OFF_SCREEN) and not page.evaluate(_SIDEWAYS)
+
+
+def test_below_the_bar_width_the_menu_is_shown_instead(site, desktop):
+    desktop.sign_in(site.admin)
+    page = desktop.page
+    page.set_viewport_size({"width": 999, "height": 800})
+    expect(page.locator(".site-nav-bar")).to_be_hidden()
+    expect(page.locator(".site-menu > summary")).to_be_visible()
+    assert not page.evaluate(_HEADER_OFF_SCREEN) and not page.evaluate(_SIDEWAYS)
