@@ -4,6 +4,8 @@ text (nothing under 16 px, no sideways scroll, fields inline, "View as PDF"), an
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
@@ -97,6 +99,11 @@ def test_authored_refund_reads_on_a_phone_without_zooming(
     expect(reading.locator('.reading-field[data-key="full_name"]')).to_contain_text("Zoë Ł. Rivera")
     sign.click()
     expect(page.locator("#adopt-heading")).to_be_in_viewport()
+    # nothing looks signed until the signature is adopted
+    expect(sign).to_contain_text("Sign here")
+    page.get_by_role("button", name="Adopt this signature").click()
+    expect(sign.locator(".reading-field-value")).to_have_text("Signed")
+    expect(sign).to_have_class(re.compile(r"\bis-done\b"))
     # "View as PDF" is the exact record
     pdf_link = reading.get_by_role("link", name="View as PDF").get_attribute("href")
     assert pdf_link

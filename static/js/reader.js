@@ -2,7 +2,7 @@
 // each field shown in the document -- a box on a page image, or a field in the reading
 // view's text -- shows what was entered in the form below as it is typed: the text, date,
 // choice or file name; a ticked box as "Ticked"; a signature as "Signed" only once it has
-// been adopted (an element with data-adopted="true" in the form, set by the signing flow).
+// been adopted (the signing flow marks the signature section "is-adopted", static/js/signing.js).
 // Conditional fields hide with their input. The page works without this file: the boxes
 // and the reading view's fields are links to the inputs, the server fills in what it knows.
 (function () {
@@ -27,7 +27,7 @@
   // What the form holds for a field, as a person reads it ("" when nothing yet).
   function shownValue(key, type) {
     if (type === "signature" || type === "initials") {
-      return form.querySelector('[data-adopted="true"]') ? text("signed") : "";
+      return form.querySelector(".adopt.is-adopted") ? text("signed") : "";
     }
     var el = document.getElementById("f-" + key);
     if (!el) { return ""; }
@@ -75,7 +75,7 @@
   document.addEventListener("change", update);
   if (typeof MutationObserver === "function") {
     new MutationObserver(update).observe(form, {
-      subtree: true, attributes: true, attributeFilter: ["data-adopted", "hidden"]
+      subtree: true, attributes: true, attributeFilter: ["class", "hidden"]
     });
   }
   update();
