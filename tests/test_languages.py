@@ -198,3 +198,6 @@ def test_the_send_form_offers_and_sends_the_chosen_document_language(app, make_s
             select(Message).where(Message.kind == "signing_request")
         ).scalar_one()
         assert invite.subject.startswith("Please sign: Autorización de reembolso")
+        public_id = envelope.public_id
+    page = text_of(portal.client.get(f"/envelopes/{public_id}"))
+    assert '<dd id="document-language">Spanish</dd>' in page

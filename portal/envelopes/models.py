@@ -25,6 +25,7 @@ from portal import clock
 from portal.accounts.models import Team, User
 from portal.envelopes.search import search_text_for
 from portal.extensions import Model
+from portal.library import languages
 from portal.library.models import TemplateVersion
 
 
@@ -160,6 +161,11 @@ class Envelope(Model):
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def document_language(self) -> str:
+        """The document's language by name, for staff pages (e.g. "Spanish")."""
+        return languages.label(self.document_locale)
 
 
 class Recipient(Model):
