@@ -489,6 +489,24 @@ def test_private_and_loopback_urls_are_refused_at_save(make_app, runner_for, url
         assert db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
 
 
+@pytest.mark.parametrize("url", SSRF_URLS[:5])
+def test_private_and_loopback_urls_are_refused_at_send(hook_app, receiver, url):
+    """An endpoint whose URL changed behind the pages' back (the database edited): the
+    delivery checks again and logs the attempt as refused."""
+    endpoint_id = add_endpoint(hook_app, receiver)
+    hook_app.config["WEBHOOK_ALLOWED_HOSTS"] = ""
+    with hook_app.app_context():
+        db.session.get(WebhookEndpoint, endpoint_id).url = url
+        db.session.commit()
+    send_test(hook_app, endpoint_id)
+    with hook_app.app_context():
+        (attempt,) = db.session.execute(select(WebhookAttempt)).scalars()
+    assert attempt.outcome == "refused" and "private, loopback or link-local" in attempt.error
+    (message,) = messages(hook_app)
+    assert message.status == "pending" and message.next_attempt_at is not None
+    assert receiver.deliveries == []
+
+
 def test_an_allowed_endpoint_whose_host_is_no_longer_allowed_is_refused_at_send(hook_app, receiver):
     endpoint_id = add_endpoint(hook_app, receiver)
     hook_app.config["WEBHOOK_ALLOWED_HOSTS"] = ""
