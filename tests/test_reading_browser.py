@@ -5,6 +5,7 @@ text (nothing under 16 px, no sideways scroll, fields inline, "View as PDF"), an
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -58,8 +59,10 @@ def small_text(page: Page, selector: str) -> list[str]:
     )
 
 
-def open_document(tab: Tab, smtp: SmtpServer, public_id: str) -> None:
-    tab.goto(link_path(smtp))
+def open_document(tab: Tab, link: str, public_id: str) -> None:
+    """From the signing link (a path, or a URL on any host) to the document, past the
+    disclosure."""
+    tab.goto(urlsplit(link).path)
     expect(tab.page).to_have_url(tab.url(f"/sign/{public_id}"))
     tab.page.get_by_role("button", name="I agree to use electronic records and signatures").click()
     expect(tab.page.get_by_role("button", name="Adopt and sign", exact=True)).to_be_visible()
@@ -73,7 +76,7 @@ def test_authored_refund_reads_on_a_phone_without_zooming(
 ):
     sent = send(auth_method="link")
     page = phone3.page
-    open_document(phone3, mailer, sent.public_id)
+    open_document(phone3, link_path(mailer), sent.public_id)
     reading = page.locator("article.reading")
     expect(reading.get_by_role("heading", name="Refund details")).to_be_visible()
     assert not small_text(page, "article.reading")
@@ -119,9 +122,9 @@ def test_uploaded_pdf_shows_sharp_lazy_pages_with_labelled_boxes(
     mailer: SmtpServer,  # noqa: F811
     send,  # noqa: F811
 ):
-    public_id, _ = uploaded_refund(app)
+    public_id, link = uploaded_refund(app)
     page = phone3.page
-    open_document(phone3, mailer, public_id)
+    open_document(phone3, link, public_id)
     images = page.locator(".doc-pages figure.page > img")
     expect(images).to_have_count(2)
     first, second = images.nth(0), images.nth(1)
@@ -157,3 +160,29 @@ def test_uploaded_pdf_shows_sharp_lazy_pages_with_labelled_boxes(
     expect(page).to_have_url(phone3.url(href))
     assert page.evaluate("document.contentType") == "image/webp"
     phone3.assert_clean()
+
+
+def test_desktop_shows_the_text_and_the_pages_in_a_wide_column(
+    desktop: Tab,
+    app: Flask,  # noqa: F811
+    mailer: SmtpServer,  # noqa: F811
+    send,  # noqa: F811
+):
+    sent = send(auth_method="link")
+    page = desktop.page
+    open_document(desktop, link_path(mailer), sent.public_id)
+    reading = page.locator("article.reading")
+    assert 600 <= reading.evaluate("el => el.getBoundingClientRect().width") <= 760
+    assert not small_text(page, "article.reading")
+    no_sideways_scroll(page)
+    accessible(page)
+    desktop.screenshot("reading-desktop.png")
+    public_id, link = uploaded_refund(app)
+    open_document(desktop, link, public_id)
+    first = page.locator(".doc-pages figure.page > img").first
+    expect(first).to_have_js_property("complete", True)
+    assert first.evaluate("img => img.currentSrc").endswith("-800w")  # a desktop at 1x
+    no_sideways_scroll(page)
+    accessible(page)
+    desktop.screenshot("reading-desktop-uploaded.png")
+    desktop.assert_clean()
