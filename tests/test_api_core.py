@@ -305,3 +305,30 @@ def test_calls_are_served_uncounted_while_redis_is_down(seeded, monkeypatch):
     monkeypatch.setattr(MovingWindowRateLimiter, "hit", down)
     response = api_for(seeded).get("/api/v1/templates")
     assert response.status_code == 200 and "RateLimit" not in response.headers
+
+
+def test_a_chunked_body_over_the_limit_is_413(make_app):
+    import io
+
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+    from werkzeug.wrappers import Response
+
+    app = make_app(API_MAX_BODY_MB=0.01)
+    key = make_key(app)
+    body = json.dumps({"message": "x" * 64 * 1024}).encode()
+    environ = EnvironBuilder(
+        path="/api/v1/envelopes",
+        method="POST",
+        headers={**key.headers, "Content-Type": "application/json"},
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)  # a chunked upload: no length given
+    environ.update(
+        {
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+        }
+    )
+    app_iter, status, headers = run_wsgi_app(app, environ, buffered=True)
+    response = Response(b"".join(app_iter), status=status, headers=headers)
+    assert_problem(response, 413, "body-too-large")

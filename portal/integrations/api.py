@@ -17,6 +17,7 @@ answers carry an ETag (``If-None-Match`` -> 304); ``paginate`` makes cursor page
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -475,6 +476,7 @@ def _refuse_control_characters(page_check: Callable[[], Any]) -> Callable[[], An
     def check() -> Any:
         if not _in_api():
             return page_check()
+        _limit_body()  # before anything reads the body
         errors: dict[str, Any] = {}
         for name, value in (request.view_args or {}).items():
             if isinstance(value, str) and text.first_refused(value):
@@ -573,11 +575,20 @@ class _ApiSessions(web.SessionInterface):
         return self.inner.save_session(app, session, response)
 
 
-def _before() -> Any:
-    if not _in_api():
-        return None
+def _limit_body() -> None:
+    """``API_MAX_BODY_MB``: a larger declared body is refused unread; a chunked one (no
+    length given) is read up to the limit, and refused past it. (werkzeug would cut it off
+    at the limit without a word, and the truncated body would be read as if it were all.)"""
     largest = int(current_app.config["API_MAX_BODY_MB"] * 1024 * 1024)
     request.max_content_length = largest
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if chunked and request.content_length is None and environ.get("wsgi.input_terminated"):
+        data = environ["wsgi.input"].read(largest + 1)
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        request.__dict__.pop("stream", None)  # (not read yet: made again from the above)
     if request.content_length is not None and request.content_length > largest:
         raise ApiProblem(
             413,
@@ -585,6 +596,12 @@ def _before() -> Any:
             "Request body too large",
             f"The limit is {current_app.config['API_MAX_BODY_MB']:g} MB.",
         )
+
+
+def _before() -> Any:
+    if not _in_api():
+        return None
+    _limit_body()
     has_body = request.content_length or request.headers.get("Transfer-Encoding")
     if (
         request.method in ("POST", "PUT", "PATCH")
