@@ -365,3 +365,23 @@ def test_renewing_a_seal_without_a_timestamp_says_why(tmp_path, pki):
     basic = seal_pdf(make_pdf(), identity, field_name="PortalSeal", reason="r")
     with pytest.raises(ltv.LongTermError, match="no document timestamp"):
         ltv.renew(basic, ltv.timestamp_client(pki.tsa_url, timeout=5), timeout=5)
+
+
+def test_a_purge_deletes_the_earlier_sealed_files_too(app, sent):  # noqa: F811
+    from portal.records import purge
+
+    envelope_id, _public_id, _first = _sealed(app, sent)
+    with app.app_context():
+        assert renewal.renew_seal(envelope_id, force=True) == "renewed"
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        blobs = {envelope.sealed_blob_id, *(v.blob_id for v in renewal.versions(envelope))}
+        assert len(blobs) == 2
+        envelope.retention_until = clock.utcnow() - timedelta(days=1)
+        db.session.commit()
+        purge.purge_envelope(envelope, reason="Retention period ended", actor=None)
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        assert envelope.purged_at is not None and envelope.sealed_blob_id is None
+        assert [v.blob_id for v in renewal.versions(envelope)] == [None]
+        assert all(db.session.get(storage.Blob, blob_id) is None for blob_id in blobs)
