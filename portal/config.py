@@ -96,7 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEAL_TSA_URL",
         "",
-        "RFC 3161 time-stamp authority URL. Set: seals are PAdES B-T; empty: PAdES B-B.",
+        "RFC 3161 time-stamp authority URL. Set: seals are PAdES B-LTA (revocation data "
+        "embedded, renewed before the timestamp expires); empty: PAdES B-B.",
     ),
     Setting(
         "SEAL_SWEEP_MINUTES",
