@@ -139,18 +139,21 @@ def tick(moment: str | None) -> None:
 def rotate_data_key(old_key: str) -> None:
     """Re-encrypt every blob sealed with the old key under the current DATA_KEY, and re-wrap
     the audit chain's envelope keys (``portal.records.keys``) wrapped under it."""
+    from portal.integrations import webhooks
     from portal.records import keys
 
     try:
         old = decode_data_key(old_key)
         count = storage.rotate(old, progress=lambda n: click.echo(f"  {n} re-encrypted"))
         wrapped = keys.rotate(old, progress=lambda n: click.echo(f"  {n} envelope keys re-wrapped"))
+        hooks = webhooks.rewrap_secrets(old)
     except (ConfigError, storage.BlobError) as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     left = storage.unreadable_key_ids()
     click.echo(f"Re-encrypted {count} blobs under the current key.")
     click.echo(f"Re-wrapped {wrapped} envelope keys of the audit trail under the current key.")
+    click.echo(f"Re-wrapped {hooks} webhook secrets under the current key.")
     if left:
         click.echo(f"Blobs under other keys remain: {', '.join(left)}", err=True)
     keys_left = keys.unreadable_key_ids()

@@ -677,3 +677,23 @@ def test_declining_the_disclosure_tells_recipient_declined_and_envelope_declined
     assert declined["envelope"]["ticket_id"] == TICKET[0]
     assert "reason" not in json.dumps(declined), "a typed reason is personal"
     assert receiver.all_verified()
+
+
+def test_rotate_data_key_rewraps_the_endpoint_secrets(hook_app, receiver, runner_for):
+    import os
+
+    endpoint_id = add_endpoint(hook_app, receiver)
+    with hook_app.app_context():
+        rotated = webhooks.rotate_secret(db.session.get(WebhookEndpoint, endpoint_id), by=admin())
+        db.session.commit()
+    receiver.secrets.append(rotated)
+    old_key = hook_app.config["DATA_KEY"]
+    hook_app.config["DATA_KEY"] = os.urandom(32)
+    with hook_app.app_context():
+        result = runner_for(hook_app).invoke(
+            args=["portal", "rotate-data-key", "--old-key", old_key.hex()]
+        )
+    assert result.exit_code == 0, result.output
+    assert "Re-wrapped 2 webhook secrets" in result.output
+    send_test(hook_app, endpoint_id)
+    assert receiver.verified_with == [set(receiver.secrets)], "both secrets, under the new key"

@@ -232,6 +232,31 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     return found
 
 
+def rewrap_secrets(old_key: bytes) -> int:
+    """Re-wrap the endpoints' secrets sealed under ``old_key`` with the current DATA_KEY
+    (``flask portal rotate-data-key``); returns how many. Commits."""
+    current, count = storage.current_key(), 0
+    for endpoint in db.session.execute(select(WebhookEndpoint)).scalars():
+        for nonce_name, wrapped_name in _SLOTS:
+            nonce, wrapped = getattr(endpoint, nonce_name), getattr(endpoint, wrapped_name)
+            if nonce is None or wrapped is None:
+                continue
+            try:
+                storage.unwrap(current, _aad(endpoint), nonce, wrapped)
+                continue  # already under the current key
+            except storage.BlobError:
+                raw = storage.unwrap(old_key, _aad(endpoint), nonce, wrapped)
+            fresh = storage.wrap(current, _aad(endpoint), raw)
+            setattr(endpoint, nonce_name, fresh[0])
+            setattr(endpoint, wrapped_name, fresh[1])
+            count += 1
+    db.session.commit()
+    return count
+
+
+_SLOTS = (("secret_nonce", "secret_wrapped"), ("previous_nonce", "previous_wrapped"))
+
+
 # ---------------------------------------------------------------- endpoints (admin verbs)
 
 
@@ -311,11 +336,14 @@ def change_endpoint(
     if not changed:
         return
     endpoint.url, endpoint.description, endpoint.event_types = url, description, chosen
-    if enabled and not endpoint.enabled:
+    again = enabled and not endpoint.enabled
+    if again:
         endpoint.disabled_reason = None
         endpoint.failing_since = None
     endpoint.enabled = enabled
     audit.record("webhook.endpoint_changed", actor=by, subject=endpoint, data=changed)
+    if again:
+        _nudge(endpoint.id)  # what waited meanwhile goes out now
 
 
 def delete_endpoint(endpoint: WebhookEndpoint, *, by: User) -> None:
