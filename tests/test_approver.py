@@ -52,7 +52,7 @@ def _approver(app, public_id: str, link: str | None = None):
 
 def _primary_buttons(html: str) -> list[str]:
     """The labels of the page's primary buttons (class "button" without a variant)."""
-    return re.findall(r'<(?:button|a|summary)[^>]*class="button"[^>]*>([^<]*)<', html)
+    return re.findall(r'<(?:button|a|summary)[^>]*class="button\s*"[^>]*>([^<]*)<', html)
 
 
 def test_the_approver_sees_what_the_customer_entered_and_one_decision(app, sent):  # noqa: F811

@@ -240,7 +240,7 @@ def test_phone_customer_draws_a_signature_and_signs(
     expect(page.locator(".doc-pages img").last).to_have_js_property("complete", True)
     overlays_line_up_markers(page)
     signature = page.locator('.field-marker[data-key="customer_signature"]')
-    expect(signature).to_have_class(re.compile(r"\bis-done\b"))  # the name is typed in already
+    expect(signature).not_to_have_class(re.compile(r"\bis-done\b"))  # a suggested name: not signed
     expect(page.locator('.field-marker[data-key="full_name"]')).to_have_class(
         re.compile(r"\bis-done\b")
     )
@@ -249,7 +249,7 @@ def test_phone_customer_draws_a_signature_and_signs(
     )
     guide = guide_button(page)
     expect(guide).to_be_visible()
-    expect(guide).to_have_text("Next field (3 of 3)")  # signature, full name, agree
+    expect(guide).to_have_text("Next field (1 of 2)")  # signature, agree (the name is filled in)
     check_page(phone)
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "phone-sign-document.png")
@@ -260,7 +260,7 @@ def test_phone_customer_draws_a_signature_and_signs(
     canvas = page.locator("#signature-pad")
     expect(canvas).to_be_visible()
     expect(signature).not_to_have_class(re.compile(r"\bis-done\b"))
-    expect(guide).to_have_text("Next field (1 of 3)")
+    expect(guide).to_have_text("Next field (1 of 2)")
     # The bitmap matches the box at the phone's pixel ratio (2).
     size = canvas.evaluate("c => [c.width, c.height, c.offsetWidth, c.offsetHeight]")
     assert size[0] == round(size[2] * 2) and size[1] == round(size[3] * 2), size
@@ -278,6 +278,8 @@ def test_phone_customer_draws_a_signature_and_signs(
     expect(canvas).to_be_in_viewport()
 
     draw_signature(page, canvas)
+    expect(signature).not_to_have_class(re.compile(r"\bis-done\b"))  # drawn, not yet adopted
+    page.get_by_role("button", name="Adopt this signature").click()
     expect(signature).to_have_class(re.compile(r"\bis-done\b"))
     inked = canvas.evaluate(
         """c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data
@@ -298,7 +300,7 @@ def test_phone_customer_draws_a_signature_and_signs(
     expect(signature).to_have_class(re.compile(r"\bis-done\b"))
 
     # The guide ends with the agreement, then the sign button.
-    expect(guide).to_have_text("Next field (3 of 3)")
+    expect(guide).to_have_text("Next field (2 of 2)")
     guide.click()
     expect(page.locator("#agree")).to_be_focused()
     page.locator("#agree").check()
@@ -412,7 +414,7 @@ def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
     guide = guide_button(page)
     expect(iban).to_be_hidden()
     expect(iban_marker).to_be_hidden()
-    expect(guide).to_have_text("Next field (2 of 2)")  # signature (typed), agree
+    expect(guide).to_have_text("Next field (1 of 2)")  # signature (to adopt), agree
     page.get_by_label("Refund to my bank account instead").check()
     expect(iban).to_be_visible()
     expect(iban_marker).to_be_visible()

@@ -697,3 +697,18 @@ def test_rotate_data_key_rewraps_the_endpoint_secrets(hook_app, receiver, runner
     assert "Re-wrapped 2 webhook secrets" in result.output
     send_test(hook_app, endpoint_id)
     assert receiver.verified_with == [set(receiver.secrets)], "both secrets, under the new key"
+
+
+def test_a_message_keeps_only_its_latest_attempts(hook_app, receiver, monkeypatch):
+    monkeypatch.setattr(delivery, "KEEP_ATTEMPTS", 3)
+    endpoint_id = add_endpoint(hook_app, receiver)
+    send_test(hook_app, endpoint_id)
+    (message,) = messages(hook_app)
+    for _ in range(4):
+        with hook_app.app_context():
+            webhooks.redeliver(db.session.get(WebhookMessage, message.id), by=admin())
+            db.session.commit()
+    assert len(receiver.deliveries) == 5
+    with hook_app.app_context():
+        kept = webhooks.attempts_of(db.session.get(WebhookMessage, message.id))
+        assert len(kept) == 3 and kept[0].id > kept[-1].id, "the newest, newest first"

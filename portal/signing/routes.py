@@ -33,7 +33,15 @@ from portal.envelopes.models import TERMINAL, Envelope, Recipient
 from portal.extensions import db, limiter, reads_first
 from portal.library import queries
 from portal.library.models import Field
-from portal.signing import access, gate, operations, reading, translated, values
+from portal.signing import (
+    access,
+    disclosure_summary,
+    gate,
+    operations,
+    reading,
+    translated,
+    values,
+)
 from portal.signing.gate import EnvelopeView, SignerView
 
 bp = Blueprint("signing", __name__)
@@ -305,8 +313,9 @@ def _in_the_way(view: gate.SignerView, sender: str) -> Any:
     if step == "consent":
         text = disclosure.paragraphs(recipient.locale, str(current_app.config["ORG_NAME"]), sender)
         return _page(
-            "signing/consent.html", recipient, envelope=envelope, disclosure=text, sender=sender
-        )
+            "signing/consent.html", recipient, envelope=envelope, disclosure=text, sender=sender,
+            summary=disclosure_summary.lines(recipient.locale, sender),
+        )  # fmt: skip
     if step == "code":
         sent = bool(session.pop("code_sent", False))
         return _page(

@@ -1,6 +1,6 @@
-// Signer's document page (templates/signing/document.html): drawn signatures, field markers
-// on the page images, a "next field" guide for small screens, conditional fields and
-// double-tap protection. The page works without this file (a typed signature); the server
+// Signer's document page (templates/signing/document.html): drawn signatures, adopting a
+// signature, field markers on the page images, a "next field" guide for small screens,
+// conditional fields and double-tap protection. The page works without this file (a typed signature); the server
 // checks everything again. No inline scripts or styles (CSP): boxes are placed through the
 // CSSOM in percentages of their page, as static/js/field-editor.js does.
 (function () {
@@ -13,6 +13,8 @@
   var pad = null;             // SignaturePad, once the drawing area is set up
   var padWidth = 0;           // CSS width the strokes were drawn at
   var restored = "";          // a drawing sent back by the server (a 422), until cleared
+  var adopted = false;        // the signer pressed "Adopt this signature" (a typed name is
+                              // only a suggestion until then: nothing looks signed)
 
   function $(selector, root) {
     return (root || document).querySelector(selector);
@@ -63,12 +65,17 @@
     return chosen ? chosen.value : "typed";
   }
 
-  function signed() {
+  // Whether there is a signature to adopt: a drawing, or a name of two characters or more.
+  function adoptable() {
     if (adoption() === "drawn") {
       return !!pad && (!pad.isEmpty() || !!restored);
     }
     var typed = document.getElementById("typed_name");
     return !!typed && clean(typed.value).length >= 2;
+  }
+
+  function signed() {
+    return adopted && adoptable();
   }
 
   // ------------------------------------------------------------------ conditional fields
@@ -132,15 +139,18 @@
 
   var guide = document.getElementById("guide");
   var guideButton = guide && $(".guide-next", guide);
+  var guideStatus = guide && $(".guide-status", guide);
   var cursor = -1;            // the step last taken to
   var showing = -1;           // the step whose marker is on screen, waiting for a second tap
+  var given = null;           // steps already complete when the page opened (prefilled values):
+                              // not the signer's to do, so not counted while they stay complete
 
-  function markerFor(key) {
-    return $('.field-marker[data-key="' + key + '"]');
-  }
+  // Where a field shows in the document: a box on a page image, or a field in the reading
+  // view's text (templates/signing/_reading.html).
+  var PLACES = ".field-marker, .reading-field[data-key]";
 
   function labelOf(key, marker) {
-    var label = marker && $(".visually-hidden", marker);
+    var label = marker && $(".reading-field-label, .visually-hidden", marker);
     return clean(label ? label.textContent : key);
   }
 
@@ -149,10 +159,13 @@
   function steps() {
     var list = [];
     var seen = {};
-    $$(".field-marker").forEach(function (marker) {
+    $$(PLACES).forEach(function (marker, index) {
       var key = marker.getAttribute("data-key");
       var type = marker.getAttribute("data-type");
-      if (seen[key] || type === "date_signed" || marker.getAttribute("data-required") !== "true") {
+      var required = marker.classList.contains("reading-field")
+        ? !marker.classList.contains("is-optional") && !marker.classList.contains("is-auto")
+        : marker.getAttribute("data-required") === "true";
+      if (seen[key] || type === "date_signed" || !required) {
         return;
       }
       var input = document.getElementById("f-" + key);
@@ -163,7 +176,8 @@
       var figure = marker.closest("figure.page");
       list.push({
         key: key, type: type, marker: marker, label: labelOf(key, marker),
-        order: [num(figure, "page"), num(marker, "y"), num(marker, "x")]
+        // on a page: page, top, left; in the reading view: the order of the text
+        order: figure ? [num(figure, "page"), num(marker, "y"), num(marker, "x")] : [0, index, 0]
       });
     });
     list.sort(function (a, b) {
@@ -209,16 +223,30 @@
     });
   }
 
+  // The steps the count is about: all but those given complete (while they stay so).
+  function counted(list) {
+    return list.filter(function (step) { return !(given && given[step.key] && done(step)); });
+  }
+
   function updateGuide() {
     if (!guide || !guideButton) { return; }
     var list = steps();
+    if (given === null) {
+      given = {};
+      list.forEach(function (step) { if (done(step)) { given[step.key] = true; } });
+    }
     var next = upcoming(list);
-    var left = list.filter(function (step) { return !done(step); }).length;
+    var mine = counted(list);
+    var finished = mine.filter(done).length;
     var meter = $(".guide-meter", guide);
     if (meter) {
-      meter.style.width = (list.length ? ((list.length - left) / list.length) * 100 : 100) + "%";
+      meter.style.width = (mine.length ? (finished / mine.length) * 100 : 100) + "%";
     }
-    $$(".field-marker.is-current").forEach(function (m) {
+    if (guideStatus) {
+      var progress = fill(guideStatus.getAttribute("data-progress"), { done: finished, m: mine.length });
+      if (guideStatus.textContent !== progress) { guideStatus.textContent = progress; }
+    }
+    $$(".is-current").forEach(function (m) {
       if (showing < 0 || !list[showing] || list[showing].marker !== m) { m.classList.remove("is-current"); }
     });
     if (next < 0) {
@@ -232,7 +260,10 @@
       guideButton.textContent = fill(guide.getAttribute("data-fill"), { label: list[next].label });
     } else {
       showing = -1;
-      guideButton.textContent = fill(guide.getAttribute("data-next"), { n: next + 1, m: list.length });
+      // "n of m": the next of the signer's own steps, counted as they finish them
+      guideButton.textContent = fill(guide.getAttribute("data-next"), {
+        n: Math.min(finished + 1, mine.length), m: mine.length
+      });
     }
   }
 
@@ -264,6 +295,9 @@
       var control = adoption() === "drawn"
         ? $('input[name="adoption"][value="drawn"]', adopt)
         : document.getElementById("typed_name");
+      if (adoption() !== "drawn" && adoptable() && adoptButton && !adopted) {
+        control = adoptButton;  // the name is there: what is left is to adopt it
+      }
       bring(adopt, control);
     } else {
       var input = document.getElementById("f-" + step.key);
@@ -305,7 +339,7 @@
 
   // A tap on a box on the page goes to where it is filled in.
   document.addEventListener("click", function (event) {
-    var marker = event.target instanceof Element && event.target.closest(".field-marker");
+    var marker = event.target instanceof Element && event.target.closest(PLACES);
     if (!marker || !form) { return; }
     var key = marker.getAttribute("data-key");
     var type = marker.getAttribute("data-type");
@@ -333,7 +367,7 @@
     pad = new window.SignaturePad(canvas, {
       penColor: PEN, minWidth: 0.8, maxWidth: 2.6, velocityFilterWeight: 0.6
     });
-    pad.addEventListener("endStroke", update);
+    pad.addEventListener("endStroke", function () { unadopt(); update(); });
 
     function fit() {
       var width = canvas.offsetWidth;
@@ -380,6 +414,9 @@
       if (drawn) { drawn.hidden = !draw; }
       if (draw) { fit(); }
     }
+    $$('input[name="adoption"]').forEach(function (radio) {
+      radio.addEventListener("change", function () { unadopt(); });
+    });
     choice.hidden = false;
     $$('input[name="adoption"]').forEach(function (radio) {
       radio.addEventListener("change", showChoice);
@@ -391,6 +428,7 @@
       clear.addEventListener("click", function () {
         restored = "";
         pad.clear();
+        unadopt();
         update();
       });
     }
@@ -408,6 +446,65 @@
     } else {
       drawing.value = restored;
     }
+  }
+
+  // ------------------------------------------------------------------ adopting the signature
+
+  var adoptButton = $("[data-adopt]");
+  var adoptStatus = document.getElementById("adopt-status");
+
+  function say(key) {
+    if (adoptStatus) { adoptStatus.textContent = key ? adoptStatus.getAttribute("data-" + key) : ""; }
+  }
+
+  function showAdopted() {
+    if (!adoptButton) { return; }
+    if (!adoptButton.hasAttribute("data-label")) {
+      adoptButton.setAttribute("data-label", adoptButton.textContent);
+    }
+    adoptButton.setAttribute("aria-pressed", adopted ? "true" : "false");
+    adoptButton.textContent = adopted
+      ? adoptButton.getAttribute("data-adopted-label")
+      : adoptButton.getAttribute("data-label");
+    var section = $(".adopt");
+    if (section) {
+      section.classList.toggle("is-adopted", adopted);
+      // static/js/reader.js shows the signature in the document once this says so
+      section.setAttribute("data-adopted", adopted ? "true" : "false");
+    }
+  }
+
+  // The signature changed (another name, a stroke, cleared, the other way of signing):
+  // it is to adopt again.
+  function unadopt() {
+    if (!adopted) { return; }
+    adopted = false;
+    say("changed");
+    showAdopted();
+  }
+
+  function setUpAdopt() {
+    var section = $(".adopt");
+    if (!section || !adoptButton) { return; }
+    adoptButton.closest(".adopt-action").hidden = false;
+    // sent back with other problems: it was adopted when it was sent
+    adopted = section.getAttribute("data-adopted") === "true" && adoptable();
+    showAdopted();
+    adoptButton.addEventListener("click", function () {
+      if (adopted) {
+        adopted = false;
+        say("");
+      } else if (adoptable()) {
+        adopted = true;
+        say("adopted");
+      } else {
+        say(adoption() === "drawn" ? "drawn-first" : "typed-first");
+      }
+      showAdopted();
+      update();
+    });
+    var typed = document.getElementById("typed_name");
+    if (typed) { typed.addEventListener("input", unadopt); }
   }
 
   // ------------------------------------------------------------------ one submit only
@@ -449,6 +546,7 @@
 
   layoutPages();
   setUpPad();
+  setUpAdopt();
   setUpGuide();
   if (form) {
     form.addEventListener("input", update);
