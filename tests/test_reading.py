@@ -221,3 +221,15 @@ def test_uploaded_pages_are_served_at_two_widths_privately_behind_the_gate(app, 
     )
     # another browser without the link's session sees nothing
     assert app.test_client().get(f"/sign/{public_id}/pages/1-800w").status_code == 404
+
+
+def test_a_text_that_no_longer_lays_out_to_the_bytes_sent_shows_its_pages(app, sent):  # noqa: F811
+    envelope_id, public_id, link = sent()
+    with app.app_context():
+        envelope = db.session.get(Envelope, envelope_id)
+        envelope.merge_data = {**envelope.merge_data, "order.number": "ORD-CHANGED"}
+        db.session.commit()
+    client, _ = _opened(app, link, public_id)
+    page = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    assert '<article class="reading"' not in page and "ORD-CHANGED" not in page
+    assert 'class="doc-pages"' in page

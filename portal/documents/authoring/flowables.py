@@ -7,6 +7,8 @@ emitted is what this module writes itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from markdown_it.token import Token
@@ -40,42 +42,71 @@ def _attr(text: str) -> str:
     return _xml(text).replace('"', "&quot;")
 
 
-def _inline_markup(token: Token, fonts: _Fonts) -> str:
-    """Paragraph markup for an ``inline`` token; all text is escaped."""
+SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)  # the only links kept
+
+
+@dataclass(frozen=True)
+class InlineMarkup:
+    """How one output (the PDF's Paragraph markup, the reading view's HTML) writes Markdown's
+    inline pieces; every piece of text goes through ``text``, which escapes it."""
+
+    text: Callable[[str], str]
+    strong: tuple[str, str]
+    em: tuple[str, str]
+    softbreak: str
+    hardbreak: str
+    code: Callable[[str], str]  # an inline code span's text
+    link: Callable[[str], str]  # the opening tag of a link to a safe target
+
+
+def inline_markup(token: Token, markup: InlineMarkup) -> str:
+    """The markup for an ``inline`` token: emphasis, code, breaks and links to ``http(s):``
+    and ``mailto:`` targets; images as their alt text; anything else as text."""
     out: list[str] = []
     link_open: list[bool] = []
     for child in token.children or []:
         t = child.type
         if t == "text":
-            out.append(_xml(child.content))
+            out.append(markup.text(child.content))
         elif t == "softbreak":
-            out.append(" ")
+            out.append(markup.softbreak)
         elif t == "hardbreak":
-            out.append("<br/>")
-        elif t == "strong_open":
-            out.append("<b>")
-        elif t == "strong_close":
-            out.append("</b>")
-        elif t == "em_open":
-            out.append("<i>")
-        elif t == "em_close":
-            out.append("</i>")
+            out.append(markup.hardbreak)
+        elif t in ("strong_open", "strong_close"):
+            out.append(markup.strong[t == "strong_close"])
+        elif t in ("em_open", "em_close"):
+            out.append(markup.em[t == "em_close"])
         elif t == "code_inline":
-            out.append(f'<font face="{fonts.mono}" size="9">{_xml(child.content)}</font>')
+            out.append(markup.code(child.content))
         elif t == "link_open":
             href = str(child.attrGet("href") or "")
-            ok = re.match(r"^(https?:|mailto:)", href, re.IGNORECASE) is not None
+            ok = SAFE_LINK.match(href) is not None
             link_open.append(ok)
             if ok:
-                out.append(f'<a href="{_attr(href)}" color="#{_LINK.hexval()[2:]}">')
+                out.append(markup.link(href))
         elif t == "link_close":
             if link_open and link_open.pop():
                 out.append("</a>")
-        elif t == "image":
-            out.append(_xml(child.content))  # alt text only: never load files or URLs
         elif child.content:
-            out.append(_xml(child.content))  # html_inline etc.: shown as text
+            out.append(markup.text(child.content))  # images (alt text only), html_inline...
     return "".join(out)
+
+
+def _pdf_markup(fonts: _Fonts) -> InlineMarkup:
+    return InlineMarkup(
+        text=_xml,
+        strong=("<b>", "</b>"),
+        em=("<i>", "</i>"),
+        softbreak=" ",
+        hardbreak="<br/>",
+        code=lambda text: f'<font face="{fonts.mono}" size="9">{_xml(text)}</font>',
+        link=lambda href: f'<a href="{_attr(href)}" color="#{_LINK.hexval()[2:]}">',
+    )
+
+
+def _inline_markup(token: Token, fonts: _Fonts) -> str:
+    """Paragraph markup for an ``inline`` token; all text is escaped."""
+    return inline_markup(token, _pdf_markup(fonts))
 
 
 def _plain_text(token: Token) -> str:

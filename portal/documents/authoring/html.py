@@ -20,13 +20,13 @@ from typing import Protocol, TypeVar
 from markdown_it.token import Token
 from markupsafe import Markup, escape
 
+from .flowables import InlineMarkup, _plain_text, inline_markup
 from .rendering import Placed
 from .sandbox import _CONTROL_RE
 
 # A reading view longer than this (in characters of HTML) stops there and says so: the PDF
 # has the rest. An ordinary document is 5-20 KB.
 MAX_HTML = 400_000
-_SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
 _ALIGN = re.compile(r"text-align:(left|center|right)")
 
 
@@ -51,41 +51,23 @@ def _text(text: str) -> str:
     return str(escape(_CONTROL_RE.sub("", text)))
 
 
+_HTML = InlineMarkup(
+    text=_text,
+    strong=("<strong>", "</strong>"),
+    em=("<em>", "</em>"),
+    softbreak="\n",
+    hardbreak="<br>",
+    code=lambda text: f"<code>{_text(text)}</code>",
+    link=lambda href: f'<a href="{_text(href)}" rel="noopener noreferrer nofollow">',
+)
+
+
 def _inline(token: Token) -> str:
-    out: list[str] = []
-    links: list[bool] = []
-    for child in token.children or []:
-        kind = child.type
-        if kind == "text":
-            out.append(_text(child.content))
-        elif kind == "softbreak":
-            out.append("\n")
-        elif kind == "hardbreak":
-            out.append("<br>")
-        elif kind in ("strong_open", "strong_close", "em_open", "em_close"):
-            tag = "strong" if kind.startswith("strong") else "em"
-            out.append(f"<{tag}>" if kind.endswith("open") else f"</{tag}>")
-        elif kind == "code_inline":
-            out.append(f"<code>{_text(child.content)}</code>")
-        elif kind == "link_open":
-            href = str(child.attrGet("href") or "")
-            ok = _SAFE_LINK.match(href) is not None
-            links.append(ok)
-            if ok:
-                out.append(f'<a href="{_text(href)}" rel="noopener noreferrer nofollow">')
-        elif kind == "link_close":
-            if links and links.pop():
-                out.append("</a>")
-        elif child.content:  # images (alt text only), stray HTML: shown as text
-            out.append(_text(child.content))
-    return "".join(out)
+    return inline_markup(token, _HTML)
 
 
 def _plain(token: Token) -> str:
-    return "".join(
-        c.content if c.type in ("text", "code_inline", "image") else " "
-        for c in token.children or []
-    ).strip()
+    return _plain_text(token).strip()
 
 
 class _Writer:
