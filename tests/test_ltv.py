@@ -385,3 +385,18 @@ def test_a_purge_deletes_the_earlier_sealed_files_too(app, sent):  # noqa: F811
         assert envelope.purged_at is not None and envelope.sealed_blob_id is None
         assert [v.blob_id for v in renewal.versions(envelope)] == [None]
         assert all(db.session.get(storage.Blob, blob_id) is None for blob_id in blobs)
+
+
+def test_describe_names_each_level(pki, tmp_path):
+    identity = load_pkcs12(pki.seal_p12(tmp_path / "s.p12").read_bytes(), b"seal-pass")
+
+    def level(**kwargs):
+        sealed = seal_pdf(make_pdf(1), identity, field_name="PortalSeal", reason="r", **kwargs)
+        return ltv.describe(sealed).level
+
+    assert level() == "B-B"
+    assert level(tsa_url=pki.tsa_url) == "B-T"
+    assert level(tsa_url=pki.tsa_url, long_term=True) == "B-LTA"
+    assert ltv.describe(make_pdf(1)).level is None
+    with pytest.raises(ltv.LongTermError, match="could not be read"):
+        ltv.describe(b"not a pdf")
