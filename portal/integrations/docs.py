@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, json, render_template
 
+from portal.integrations.problems import PROBLEMS, problem, type_uri
+
 bp = Blueprint("api_docs_page", __name__, url_prefix="/api/v1")
 
 
@@ -16,8 +18,6 @@ def reference() -> str:
 @bp.get("/problems/<kind>")
 def problem_type(kind: str) -> Response:
     """What a problem ``type`` means (the URI in every problem answer)."""
-    from portal.integrations.api import PROBLEMS, problem, type_uri
-
     if kind not in PROBLEMS:
         problem(404, "not-found", "No such problem type")
     status, meaning = PROBLEMS[kind]

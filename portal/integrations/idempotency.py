@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from portal import clock, jobs
 from portal.extensions import db, write_lock
 from portal.integrations.models import ApiKey, IdempotentRequest
+from portal.integrations.problems import ApiProblem, as_problem, problem, problem_response
 
 KEEP = timedelta(hours=24)
 HEADER = "Idempotency-Key"
@@ -42,8 +43,6 @@ def request_hash() -> str:
 
 def answer(key: ApiKey, run: Callable[[], Any]) -> Any:
     """The view's answer, given once per ``Idempotency-Key`` (none: just run it)."""
-    from portal.integrations.api import ApiProblem, problem, problem_response
-
     given = request.headers.get(HEADER)
     if given is None:
         return run()
@@ -97,8 +96,6 @@ def answer(key: ApiKey, run: Callable[[], Any]) -> Any:
     except ApiProblem as exc:
         response = problem_response(exc)
     except HTTPException as exc:
-        from portal.integrations.api import as_problem
-
         response = problem_response(as_problem(exc))
     except BaseException:
         db.session.rollback()
