@@ -400,3 +400,26 @@ def test_describe_names_each_level(pki, tmp_path):
     assert ltv.describe(make_pdf(1)).level is None
     with pytest.raises(ltv.LongTermError, match="could not be read"):
         ltv.describe(b"not a pdf")
+
+
+def test_a_tsa_still_on_its_expiring_certificate_is_asked_again_daily(
+    app,
+    sent,  # noqa: F811
+    runner_for,
+):
+    envelope_id, _public_id, _first = _sealed(app, sent)
+    due = clock.as_utc(_envelope(app, envelope_id).seal_renew_after)
+    moment = due + timedelta(hours=1)
+    assert "sweep_renewals: 1 due" in _tick(app, runner_for, moment)
+    envelope = _envelope(app, envelope_id)
+    assert envelope.seal_renewed_at is not None, "renewed, with the same TSA certificate"
+    assert abs(clock.as_utc(envelope.seal_renew_after) - (moment + timedelta(days=1))) < timedelta(
+        minutes=5
+    )
+    clock.travel_to(moment + timedelta(hours=2))
+    try:
+        with app.app_context():
+            warning = renewal.renewal_warning(db.session.get(Envelope, envelope_id))
+    finally:
+        clock.reset()
+    assert warning is not None and "tried again every day" in warning
