@@ -256,5 +256,6 @@ def _advance(envelope: Envelope) -> None:
         if recipient.kind == "cc":
             recipient.status = RecipientStatus.COPIED.value
             recipient.finished_at = envelope.finished_at
-    # The signed copy goes to signers and cc recipients (and the agent hears) once sealed.
+    # The signed copy goes to signers, approvers and cc recipients (sealing.COPY_KINDS; the
+    # agent hears) once sealed.
     sealing.request(envelope)
