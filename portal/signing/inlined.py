@@ -24,7 +24,9 @@ Tokens = list[Token]
 # Tags whose body is a scope of its own: a block inside one is left to Jinja.
 _SCOPES = {"for": "endfor", "macro": "endmacro", "call": "endcall", "filter": "endfilter",
            "with": "endwith"}  # fmt: skip
-_REFUSED = frozenset({"super", "self", "extends", "include", "import", "from"})
+# (An ``{% include %}`` is fine: the included template gets the context and the variables
+# around it as Jinja's include gives them, merged or not, and keeps its own names.)
+_REFUSED = frozenset({"super", "self", "extends", "import", "from"})
 
 
 def inlined(page: Tokens, layout: Callable[[str], Tokens]) -> Tokens | None:
