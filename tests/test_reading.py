@@ -12,6 +12,7 @@ from PIL import Image
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
+from sqlalchemy import select
 
 from portal.documents import authoring
 from portal.documents.authoring import rendering
@@ -233,3 +234,21 @@ def test_a_text_that_no_longer_lays_out_to_the_bytes_sent_shows_its_pages(app, s
     page = client.get(f"/sign/{public_id}").get_data(as_text=True)
     assert '<article class="reading"' not in page and "ORD-CHANGED" not in page
     assert 'class="doc-pages"' in page
+
+
+def test_pages_rendered_before_renditions_show_their_single_image(app, sent):  # noqa: F811
+    # (the sent fixture has seeded the demo team)
+    public_id, link = uploaded_refund(app)
+    with app.app_context():
+        envelope = db.session.execute(
+            select(Envelope).where(Envelope.public_id == public_id)
+        ).scalar_one()
+        envelope.pages = [{k: v for k, v in p.items() if k != "renditions"} for p in envelope.pages]
+        db.session.commit()
+    client, _ = _opened(app, link, public_id)
+    page = client.get(f"/sign/{public_id}").get_data(as_text=True)
+    images = re.findall(r"<img [^>]+>", page)
+    assert f'src="/sign/{public_id}/pages/1.png"' in images[0] and "srcset" not in images[0]
+    assert 'loading="lazy"' in images[1]
+    assert f'href="/sign/{public_id}/pages/1.png">Open page 1 full screen' in page
+    assert client.get(f"/sign/{public_id}/pages/1-800w").status_code == 404
