@@ -255,7 +255,8 @@ def test_whoever_still_has_to_act_is_warned_once_before_expiry(app, sent, runner
     assert "0 expiry warnings sent" in runner_for(app).invoke(args=["portal", "tick"]).output
     with app.app_context():
         messages = db.session.execute(select(Message).where(Message.kind == "reminder")).scalars()
-        warnings = [m for m in messages if m.subject.startswith("Caduca pronto")]
-        assert len(warnings) == 1 and "caduca el" in warnings[0].text_body
+        warnings = [m for m in messages if m.subject.startswith("Vence pronto")]
+        assert len(warnings) == 1
+        assert "El plazo para firmar este documento termina el" in warnings[0].text_body
         assert db.session.get(Envelope, envelope_id).expiry_warned_at is not None
     assert len(audit_events(app, "envelope.expiry_warning_sent")) == 1

@@ -44,7 +44,7 @@ def test_a_spanish_recipient_signs_in_spanish(app, sent):  # noqa: F811
     assert (
         'lang="es"' in consent
         and "Antes de empezar" in consent
-        and "Su derecho al papel" in consent
+        and "Derecho a una copia en papel" in consent
     )
     token = _csrf(client, f"/sign/{public_id}")
     client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
