@@ -18,10 +18,7 @@ ADDENDUM = "Service-change addendum"
 
 def _customer_signs(app, public_id: str, link: str, name: str = "Jordan Rivera"):
     """The customer consents and signs with a typed name; returns their client."""
-    client = app.test_client()
-    client.get(_path(link))
-    token = _csrf(client, f"/sign/{public_id}")
-    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client, token = _consented(app, public_id, _path(link))
     signed = client.post(
         f"/sign/{public_id}/sign",
         data={
@@ -43,8 +40,14 @@ def _approver(app, public_id: str, link: str | None = None):
                 select(Message).where(Message.to_address == "sam@example.com")
             ).scalar_one()
             link = re.search(r"http://127.0.0.1:5000(/s/\S+)", message.text_body).group(1)
+    return _consented(app, public_id, link)
+
+
+def _consented(app, public_id: str, path: str):
+    """A new browser session opens the link at ``path`` and accepts the disclosure; returns
+    the client and its CSRF token."""
     client = app.test_client()
-    client.get(link)
+    client.get(path)
     token = _csrf(client, f"/sign/{public_id}")
     client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
     return client, token
@@ -83,10 +86,7 @@ def test_the_approver_opens_the_document_with_the_values_stamped(app, sent):  # 
 
 def test_a_customer_gets_no_filled_in_preview(app, sent):  # noqa: F811
     _envelope_id, public_id, link = sent()
-    client = app.test_client()
-    client.get(_path(link))
-    token = _csrf(client, f"/sign/{public_id}")
-    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client, _token = _consented(app, public_id, _path(link))
     assert client.get(f"/sign/{public_id}/filled.pdf").status_code == 404
     assert audit_events(app, "envelope.filled_document_viewed") == []
 

@@ -10,7 +10,7 @@ import pytest
 from portal.envelopes import disclosure
 from portal.signing import disclosure_summary
 from tests.conftest import audit_events
-from tests.test_approver import _primary_buttons
+from tests.test_approver import _consented, _primary_buttons
 from tests.test_signing import _csrf, _path, sent  # noqa: F401  (fixture)
 
 
@@ -55,10 +55,7 @@ def test_the_disclosure_opens_with_a_summary_and_acceptance_records_the_full_ver
 
 def test_the_code_page_has_one_primary_button_before_and_after_sending(app, sent):  # noqa: F811
     _envelope_id, public_id, link = sent(auth_method="email_otp")
-    client = app.test_client()
-    client.get(_path(link))
-    token = _csrf(client, f"/sign/{public_id}")
-    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client, token = _consented(app, public_id, _path(link))
     before = client.get(f"/sign/{public_id}").get_data(as_text=True)
     assert "Confirm it is you" in before
     assert _primary_buttons(before) == ["Email me a code"]
@@ -72,10 +69,7 @@ def test_a_page_sent_back_keeps_the_adopted_signature_but_a_first_view_has_none(
     sent,  # noqa: F811
 ):
     _envelope_id, public_id, link = sent()
-    client = app.test_client()
-    client.get(_path(link))
-    token = _csrf(client, f"/sign/{public_id}")
-    client.post(f"/sign/{public_id}/consent", data={"csrf_token": token, "decision": "accept"})
+    client, token = _consented(app, public_id, _path(link))
     first = client.get(f"/sign/{public_id}").get_data(as_text=True)
     assert 'class="card stack adopt" aria-labelledby="adopt-heading" data-adopted="false"' in first
     assert _primary_buttons(first) == ["Adopt and sign"]
