@@ -172,14 +172,23 @@ def _secret(endpoint_id: int, verb: Callable[..., str], *, rotated: bool) -> str
 @admins_only
 def webhook_test(endpoint_id: int) -> Response:
     """Send a ``webhook.test`` event now."""
+    return _if_enabled(
+        endpoint_id,
+        lambda endpoint: webhooks.send_test(endpoint, by=current_user),
+        "Test event sent; its outcome is in the log below.",
+    )
+
+
+def _if_enabled(endpoint_id: int, act: Callable[[WebhookEndpoint], object], done: str) -> Response:
+    """Do ``act`` to an enabled endpoint and say ``done`` (or ask to enable it first)."""
     write_lock()
     endpoint = _endpoint_or_404(endpoint_id)
     if not endpoint.enabled:
         flash("Enable the endpoint first.", "error")
     else:
-        webhooks.send_test(endpoint, by=current_user)
+        act(endpoint)
         db.session.commit()
-        flash("Test event sent; its outcome is in the log below.", "success")
+        flash(done, "success")
     return redirect(url_for("integrations.webhook_page", endpoint_id=endpoint_id))
 
 
@@ -225,12 +234,8 @@ def webhook_message(endpoint_id: int, message_id: int) -> str:
 @admins_only
 def webhook_redeliver(endpoint_id: int, message_id: int) -> Response:
     """Send one message again now."""
-    write_lock()
-    message = _message_or_404(endpoint_id, message_id)
-    if not _endpoint_or_404(endpoint_id).enabled:
-        flash("Enable the endpoint first.", "error")
-    else:
-        webhooks.redeliver(message, by=current_user)
-        db.session.commit()
-        flash("Message queued again.", "success")
-    return redirect(url_for("integrations.webhook_page", endpoint_id=endpoint_id))
+    return _if_enabled(
+        endpoint_id,
+        lambda _: webhooks.redeliver(_message_or_404(endpoint_id, message_id), by=current_user),
+        "Message queued again.",
+    )
