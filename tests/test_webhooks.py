@@ -623,19 +623,18 @@ def test_purging_an_envelope_deletes_its_webhook_messages(hook_app, receiver):
 
 
 def _readme_receiver(root, tmp_path):
-    """The receiver as the README shows it (its draft file until the README has it)."""
+    """The receiver exactly as the README shows it."""
     readme = (root / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     shown = [b for b in blocks if "def post_ticket_note" in b]
-    if not shown:
-        return root / "docs-drafts" / "webhook_receiver.py"
+    assert shown, "the README shows no receiver (a python block with def post_ticket_note)"
     script = tmp_path / "webhook_receiver.py"
     script.write_text(shown[0], encoding="utf-8")
     return script
 
 
 def test_the_readmes_receiver_verifies_deliveries_and_notes_them_on_the_ticket(hook_app, tmp_path):
-    """docs-drafts/webhook_receiver.py (the README's example), run as its own process."""
+    """The README's example receiver, run as its own process."""
     import os
     import subprocess
     import sys
