@@ -30,6 +30,7 @@ from flask import Flask, current_app
 from sqlalchemy import func, or_, select, update
 
 from portal import audit, clock, jobs, mail, storage
+from portal.accounts import contacts
 from portal.bulk import reading
 from portal.bulk.creating import ChunkCreator
 from portal.bulk.models import BatchState, BulkBatch, BulkRow, RowState, lock_batch
@@ -283,7 +284,7 @@ def _finish(batch: BulkBatch) -> None:
 
 def tell_sender(batch: BulkBatch, how: str) -> None:
     """Email the agent who sent the batch how it ended."""
-    agent = batch.created_by
+    agent = contacts.notify(batch.created_by)  # an API key's: its creator
     subject, text, html = mail.render(
         "bulk_finished",
         "en",

@@ -30,6 +30,7 @@ from typing import IO
 from sqlalchemy import select
 
 from portal import audit, mail
+from portal.accounts import contacts
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
 from portal.mail import Message
@@ -213,7 +214,7 @@ def _tell_sender(message: Message, diagnostic: str) -> bool:
     completed_copy = message.kind == "completed"
     if not completed_copy and (envelope.terminal or recipient.finished):
         return False  # the request no longer matters
-    sender = envelope.created_by
+    sender = contacts.notify(envelope.created_by)  # an API key's: its creator
     subject, text, html = mail.render(
         "recipient_bounced",
         "en",

@@ -12,6 +12,7 @@ import secrets
 from flask import current_app
 
 from portal import audit, clock, mail
+from portal.accounts import contacts
 from portal.accounts.models import User
 from portal.envelopes.models import Envelope, Recipient, RecipientStatus, RetiredLink
 from portal.extensions import db
@@ -76,7 +77,7 @@ def invite(
         "signing_request",
         recipient.locale,
         recipient_name=recipient.name,
-        sender_name=envelope.created_by.name,
+        sender_name=contacts.shown_name(envelope.created_by),
         title=envelope.title,
         kind=recipient.kind,
         link=link,

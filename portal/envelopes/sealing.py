@@ -24,6 +24,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import or_, select
 
 from portal import audit, clock, jobs, mail, storage
+from portal.accounts import contacts
 from portal.accounts.models import User
 from portal.documents import keystore, ltv, pdfmeta, sandbox
 from portal.documents.certificate import (
@@ -463,7 +464,7 @@ def _send_copies(envelope: Envelope) -> None:
             recipient.locale,
             recipient_name=recipient.name,
             title=envelope.title,
-            sender_name=envelope.created_by.name,
+            sender_name=contacts.shown_name(envelope.created_by),
             filename=filename,
             link=None if attach else copy_link(recipient),
             link_until=clock.utcnow() + timedelta(days=days),
@@ -475,7 +476,7 @@ def _send_copies(envelope: Envelope) -> None:
             locale=recipient.locale, envelope_id=envelope.id, recipient_id=recipient.id,
             attachment=(envelope.sealed_blob_id, filename) if attach else None,
         )  # fmt: skip
-    sender = envelope.created_by
+    sender = contacts.notify(envelope.created_by)  # an API key's: its creator
     subject, text, html = mail.render(
         "envelope_sealed",
         "en",

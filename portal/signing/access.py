@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal import audit, clock, mail
-from portal.accounts import credentials
+from portal.accounts import contacts, credentials
 from portal.envelopes import operations as envelopes
 from portal.envelopes.models import Recipient, RecipientStatus, RetiredLink
 from portal.envelopes.operations import token_digest
@@ -217,7 +217,7 @@ def check_code(recipient: Recipient, code: str) -> str | None:
 
 
 def tell_sender(recipient: Recipient, template: str, **context: str) -> None:
-    sender = recipient.envelope.created_by
+    sender = contacts.notify(recipient.envelope.created_by)  # an API key's: its creator
     subject, text, html = mail.render(
         template, "en", sender_name=sender.name, recipient_name=recipient.name,
         title=recipient.envelope.title, public_id=recipient.envelope.public_id, **context,

@@ -16,7 +16,8 @@ from flask import abort, session
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, load_only
 
-from portal.accounts.models import User
+from portal.accounts import contacts
+from portal.accounts.models import Team, User
 from portal.envelopes.models import FINISHED, Envelope, Recipient
 from portal.extensions import db, read_row
 from portal.signing import access, operations
@@ -98,12 +99,15 @@ def _columns(table: Any, view: type) -> list[Any]:
 
 # The gate's one query: the views' columns and the sender's name.
 _RECIPIENTS, _ENVELOPES, _USERS = Recipient.__table__, Envelope.__table__, User.__table__
+_TEAMS = Team.__table__
 _PAGE_QUERY = (
-    select(*_columns(_RECIPIENTS, SignerView), *_columns(_ENVELOPES, EnvelopeView), _USERS.c.name)
+    select(
+        *_columns(_RECIPIENTS, SignerView), *_columns(_ENVELOPES, EnvelopeView), contacts.SHOWN_NAME
+    )
     .select_from(
-        _RECIPIENTS.join(_ENVELOPES, _RECIPIENTS.c.envelope_id == _ENVELOPES.c.id).join(
-            _USERS, _USERS.c.id == _ENVELOPES.c.created_by_id
-        )
+        _RECIPIENTS.join(_ENVELOPES, _RECIPIENTS.c.envelope_id == _ENVELOPES.c.id)
+        .join(_USERS, _USERS.c.id == _ENVELOPES.c.created_by_id)
+        .outerjoin(_TEAMS, _TEAMS.c.id == _USERS.c.team_id)  # an API key's: its team's name
     )
     .where(_RECIPIENTS.c.id == bindparam("rid"), _ENVELOPES.c.public_id == bindparam("public_id"))
 )

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from portal import storage, web
+from portal.accounts import contacts
 from portal.documents.geometry import Rect, pdf_to_display
 from portal.documents.inspect import PageBox
 from portal.documents.pages import image_type, reading_rendition
@@ -83,7 +84,9 @@ def _page(
         else (request.accept_languages.best_match(["en", "es"]) or "en")
     )
     if isinstance(recipient, Recipient) and template in _NAME_THE_SENDER:
-        context.setdefault("sender", recipient.envelope.created_by.name)
+        context.setdefault("sender", contacts.shown_name(recipient.envelope.created_by))
+    elif isinstance(context.get("envelope"), Envelope):  # the footer's "Contact ..."
+        context.setdefault("sender", contacts.shown_name(context["envelope"].created_by))
     with force_locale(_babel_locale(locale)):
         page = translated.template(template, locale)  # its texts translated when compiled
         return render_template(page, recipient=recipient, locale=locale, **context), status
