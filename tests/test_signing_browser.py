@@ -2,9 +2,11 @@
 
 The customer opens the link from the email the SMTP server received, consents, asks for a code
 by email, draws a signature with real touch events and signs; the same with a typed name and a
-double tap on the sign button; a field shown only when a box is ticked; a cancelled document's
-link. Every page is checked with axe-core, for CSP refusals and script errors, and for sideways
-scrolling. Viewport screenshots go to tests/artifacts/.
+double tap on the sign button; a field shown only when a box is ticked (on an authored text's
+reading view and on an uploaded PDF's page images); a cancelled document's link; page images
+and field boxes on a desktop (an uploaded PDF). Every page is checked with axe-core, for CSP
+refusals and script errors, and for sideways scrolling. Viewport screenshots go to
+tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -39,6 +42,7 @@ from tests.browser import (
 from tests.conftest import ARTIFACTS, audit_events, demo_agent, demo_template
 from tests.smtp import SmtpServer
 from tests.test_envelopes import REFUND_VALUES
+from tests.test_reading import uploaded_refund
 
 pytestmark = pytest.mark.browser
 
@@ -234,17 +238,19 @@ def test_phone_customer_draws_a_signature_and_signs(
     page = phone.page
     open_and_authenticate(phone, mailer, sent, shots=True)
 
-    # The document: pages with their fields marked, and the guide at the bottom.
+    # The document: the authored refund as text with its fields in place (the reading view,
+    # not page images), and the guide at the bottom.
     expect(page.get_by_role("heading", level=1)).to_have_text("Refund authorization")
-    page.locator(".doc-pages img").last.scroll_into_view_if_needed()
-    expect(page.locator(".doc-pages img").last).to_have_js_property("complete", True)
-    overlays_line_up_markers(page)
-    signature = page.locator('.field-marker[data-key="customer_signature"]')
+    reading = page.locator("article.reading")
+    expect(reading.get_by_role("heading", name="Refund details")).to_be_visible()
+    expect(page.locator(".doc-pages")).to_have_count(0)
+    signature = reading.locator('.reading-field[data-key="customer_signature"]')
+    expect(signature).to_contain_text("Sign here")
     expect(signature).not_to_have_class(re.compile(r"\bis-done\b"))  # a suggested name: not signed
-    expect(page.locator('.field-marker[data-key="full_name"]')).to_have_class(
+    expect(reading.locator('.reading-field[data-key="full_name"]')).to_have_class(
         re.compile(r"\bis-done\b")
     )
-    expect(page.locator('.field-marker[data-key="date_signed"]')).to_have_class(
+    expect(reading.locator('.reading-field[data-key="date_signed"]')).to_have_class(
         re.compile(r"\bis-auto\b")
     )
     guide = guide_button(page)
@@ -279,8 +285,10 @@ def test_phone_customer_draws_a_signature_and_signs(
 
     draw_signature(page, canvas)
     expect(signature).not_to_have_class(re.compile(r"\bis-done\b"))  # drawn, not yet adopted
+    expect(signature).to_contain_text("Sign here")
     page.get_by_role("button", name="Adopt this signature").click()
     expect(signature).to_have_class(re.compile(r"\bis-done\b"))
+    expect(signature.locator(".reading-field-value")).to_have_text("Signed")
     inked = canvas.evaluate(
         """c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data
                  .filter((v, i) => i % 4 === 3 && v > 0).length"""
@@ -380,37 +388,70 @@ def test_phone_customer_signs_with_a_typed_name_and_a_double_tap_signs_once(
     phone.assert_clean()
 
 
-def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
-    phone: Tab, app: Flask, mailer: SmtpServer, send
-):
-    """A template with "refund to my bank account" and an IBAN asked only then."""
+def publish_bank_refund(app: Flask, uploaded: bool) -> None:
+    """A refund template with "refund to my bank account" and an IBAN asked only then:
+    written in the portal (a reading view) or the same text uploaded as a PDF (page images
+    with field boxes), the fields at the same places on the last page."""
     from portal.accounts.models import User
     from portal.documents import authoring
+    from portal.documents.geometry import Rect
     from portal.library import demo
 
+    specs = [
+        *demo.SIGN_AND_DATE,
+        ("checkbox", 57, 240, 16, 16,
+         {"label": "Refund to my bank account instead", "key": "to_bank", "required": False}),
+        ("text", 300, 244, 220, 22,
+         {"label": "IBAN", "key": "iban", "condition": {"field": "to_bank", "equals": True}}),
+    ]  # fmt: skip
+    name = "Refund to a bank account"
     with app.app_context():
         users = {
             u.role: u for u in db.session.query(User).filter(User.email.like("%@demo.example"))
         }
-        specs = [
-            *demo.SIGN_AND_DATE,
-            ("checkbox", 57, 240, 16, 16,
-             {"label": "Refund to my bank account instead", "key": "to_bank", "required": False}),
-            ("text", 300, 244, 220, 22,
-             {"label": "IBAN", "key": "iban", "condition": {"field": "to_bank", "equals": True}}),
-        ]  # fmt: skip
-        keys = [asdict(k) for k in authoring.REFUND_MERGE_KEYS]
-        demo._publish(
-            "Refund to a bank account", "refund_authorization", authoring.REFUND_EXAMPLE, keys,
-            specs, None, users["admin"], users["compliance"],
-        )  # fmt: skip
+        admin, reviewer = users["admin"], users["compliance"]
+        if not uploaded:
+            keys = [asdict(k) for k in authoring.REFUND_MERGE_KEYS]
+            demo._publish(
+                name, "refund_authorization", authoring.REFUND_EXAMPLE, keys, specs, None, admin,
+                reviewer,
+            )  # fmt: skip
+            return
+        pdf = authoring.render_pdf(
+            authoring.REFUND_EXAMPLE,
+            {k.key: k.sample for k in authoring.REFUND_MERGE_KEYS},
+            authoring.REFUND_MERGE_KEYS,
+            title="Refund authorization",
+        )
+        version = library.create_from_pdf(
+            name, "refund_authorization", None, pdf, "refund.pdf", by=admin
+        )
+        last = version.page_count
+        height = library.page_box(version, last).display_height
+        for field_type, left, from_bottom, width, tall, props in specs:
+            at = Rect(left, height - from_bottom, width, tall)
+            field = library.add_field(version, field_type, last, at, "customer", by=admin)
+            library.update_field(field, props, by=admin)
+        library.submit(version, by=admin)
+        library.approve(version, by=reviewer)
+
+
+@pytest.mark.parametrize("uploaded", [False, True], ids=["authored", "uploaded"])
+def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
+    phone: Tab, app: Flask, mailer: SmtpServer, send, uploaded: bool
+):
+    """A template with "refund to my bank account" and an IBAN asked only then; the fields
+    shown in the document are the reading view's (authored) or boxes on the pages (uploaded)."""
+    publish_bank_refund(app, uploaded)
     sent = send("Refund to a bank account", auth_method="link")
     page = phone.page
     phone.goto(link_path(mailer))
     page.get_by_role("button", name="I agree to use electronic records and signatures").click()
 
+    place = ".field-marker" if uploaded else "article.reading .reading-field"
+    expect(page.locator(".doc-pages" if uploaded else "article.reading")).to_be_visible()
     iban = page.locator('.field[data-field="iban"]')
-    iban_marker = page.locator('.field-marker[data-key="iban"]')
+    iban_marker = page.locator(f'{place}[data-key="iban"]')
     guide = guide_button(page)
     expect(iban).to_be_hidden()
     expect(iban_marker).to_be_hidden()
@@ -418,9 +459,7 @@ def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
     page.get_by_label("Refund to my bank account instead").check()
     expect(iban).to_be_visible()
     expect(iban_marker).to_be_visible()
-    expect(page.locator('.field-marker[data-key="to_bank"]')).to_have_class(
-        re.compile(r"\bis-done\b")
-    )
+    expect(page.locator(f'{place}[data-key="to_bank"]')).to_have_class(re.compile(r"\bis-done\b"))
     expect(guide).to_have_text("Next field (1 of 3)")  # IBAN (higher up), signature, agree
     guide.click()
     expect(guide).to_have_text("Fill in: IBAN")
@@ -428,7 +467,12 @@ def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
     expect(page.get_by_label("IBAN")).to_be_focused()
     page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
     expect(iban_marker).to_have_class(re.compile(r"\bis-done\b"))
-    overlays_line_up_markers(page)
+    if uploaded:
+        overlays_line_up_markers(page)
+    else:
+        expect(iban_marker.locator(".reading-field-value")).to_have_text(
+            "DE89 3704 0044 0532 0130 00"
+        )
 
     # Drawing chosen but nothing drawn: the server asks for a signature; the choice stays.
     page.get_by_label("Draw my signature").check()
@@ -453,7 +497,7 @@ def test_an_empty_drawing_is_refused_and_a_field_appears_when_its_box_is_ticked(
                    return c.getContext('2d').getImageData(0, 0, c.width, c.height).data
                            .some((v, i) => i % 4 === 3 && v > 0); }"""
     )
-    expect(page.locator('.field-marker[data-key="customer_signature"]')).to_have_class(
+    expect(page.locator(f'{place}[data-key="customer_signature"]')).to_have_class(
         re.compile(r"\bis-done\b")
     )
 
@@ -499,13 +543,15 @@ def test_a_cancelled_documents_link_shows_a_calm_page(
 def test_desktop_signer_reads_wider_pages_without_the_phone_guide(
     desktop: Tab, app: Flask, mailer: SmtpServer, send
 ):
-    sent = send(auth_method="link")
+    """Page images and their field boxes: an uploaded PDF (an authored text reads as text)."""
+    public_id, link = uploaded_refund(app)
     page = desktop.page
-    desktop.goto(link_path(mailer))
-    expect(page).to_have_url(desktop.url(f"/sign/{sent.public_id}"))
+    desktop.goto(urlsplit(link).path)
+    expect(page).to_have_url(desktop.url(f"/sign/{public_id}"))
     page.get_by_role("button", name="I agree to use electronic records and signatures").click()
     expect(page.get_by_role("button", name="Adopt and sign", exact=True)).to_be_visible()
     expect(page.locator("#guide")).to_be_hidden()
+    expect(page.locator(".doc-pages figure.page")).to_have_count(2)
     width = page.locator(".doc-pages figure.page").first.evaluate("f => f.offsetWidth")
     assert width >= 700, width
     page.locator(".doc-pages img").last.scroll_into_view_if_needed()
