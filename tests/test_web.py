@@ -33,12 +33,26 @@ def _concrete(rule) -> str:
     return re.sub(r"<(?:([^:>]+):)?([^>]+)>", value, rule.rule)
 
 
+API_PREFIX = "/api/v1/"
+# The API's own pages anyone may read: the OpenAPI document, its reference page and what each
+# problem type means (every problem answer links there).
+API_PUBLIC = {
+    "api-docs.openapi_json": "/api/v1/openapi.json",
+    "api_docs_page.reference": "/api/v1/docs",
+    "api_docs_page.problem_type": "/api/v1/problems/unauthorized",
+}
+# Signer pages: the link's token (or the signer's own session) is the credential.
+SIGNER_PAGES = ("signing.", "embedded.")
+
+
 def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
     client = app.test_client()
     checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in PUBLIC or rule.endpoint.startswith("signing."):
+        if rule.endpoint in PUBLIC or rule.endpoint.startswith(SIGNER_PAGES):
             continue
+        if rule.rule.startswith(API_PREFIX):
+            continue  # the API's own answer: test_api_routes_answer_anonymous_callers_401
         method = "GET" if "GET" in rule.methods else "POST"
         response = client.open(_concrete(rule), method=method)
         assert response.status_code in (302, 400), (rule.rule, response.status_code)
@@ -48,11 +62,33 @@ def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
     assert checked >= 8
 
 
+def test_api_routes_answer_anonymous_callers_401_but_its_documents_are_public(app):
+    client = app.test_client()
+    closed = opened = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX):
+            continue
+        if rule.endpoint in API_PUBLIC:
+            response = client.get(API_PUBLIC[rule.endpoint])
+            assert response.status_code == 200, (rule.rule, response.status_code)
+            opened += 1
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(_concrete(rule), method=method)
+            assert response.status_code == 401, (method, rule.rule, response.status_code)
+            assert response.mimetype == "application/problem+json", (method, rule.rule)
+            body = response.get_json()
+            assert body["status"] == 401 and body["type"].endswith("/problems/unauthorized")
+            assert "/auth/login" not in response.headers.get("Location", "")
+            closed += 1
+    assert opened == len(API_PUBLIC) and closed >= 15
+
+
 def test_signing_pages_without_a_signer_session_show_nothing(app):
     client = app.test_client()
     checked = 0
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("signing."):
+        if not rule.endpoint.startswith(SIGNER_PAGES):
             continue
         method = "GET" if "GET" in rule.methods else "POST"
         response = client.open(_concrete(rule), method=method)
