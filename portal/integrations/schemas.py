@@ -16,14 +16,17 @@ PREFIX = "/api/v1"
 MAX_ID = 2_147_483_647  # ids are 32-bit integers (PostgreSQL refuses a larger one)
 
 
+def utc_text(value: datetime | None) -> str | None:
+    """A moment as the API and webhooks write every time: ISO 8601 in UTC, whole seconds,
+    ``Z`` (``2026-12-05T03:00:00Z``)."""
+    return None if value is None else clock.as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class UtcDateTime(fields.DateTime):
-    """ISO 8601 in UTC with ``Z`` (``2026-12-05T03:00:00Z``); input must say its offset."""
+    """The API's one time field: written by ``utc_text``; input must say its offset."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        moment = clock.as_utc(value).replace(microsecond=0)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_text(value)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)

@@ -47,7 +47,7 @@ from portal import audit, clock, inserts, jobs, storage
 from portal.accounts.models import Team, User
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import Model, db
-from portal.integrations import ssrf
+from portal.integrations import schemas, ssrf
 
 ALL = "*"
 ROTATION_GRACE = timedelta(hours=24)
@@ -462,8 +462,7 @@ def forget_envelope(envelope_id: int) -> None:
 # ---------------------------------------------------------------- the outbox
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else clock.as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+_iso = schemas.utc_text  # as the API writes times
 
 
 _BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
