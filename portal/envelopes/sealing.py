@@ -50,6 +50,8 @@ SEAL_FIELD = "PortalSeal"
 MAX_AUTOMATIC_ATTEMPTS = 5
 SWEEP_BATCH = 50
 _COPY_SALT = "signed-copy"
+# Who receives the sealed copy (by email, and on their done page): everyone who acted on the
+# document or was copied in; approvers too, since they vouched for what it says.
 COPY_KINDS = frozenset({"signer", "approver", "cc"})
 _AUTH_RESULTS = {
     "link": "Link only (no further check)",
@@ -497,7 +499,8 @@ def copy_until(envelope: Envelope) -> datetime | None:
 
 
 def signer_copy_available(recipient: Recipient) -> bool:
-    """Whether a signer (or cc) may still download the sealed copy from their pages."""
+    """Whether a recipient (signer, approver or cc) may still download the sealed copy from
+    their pages."""
     envelope = recipient.envelope
     until = copy_until(envelope)
     if envelope.seal_status != "sealed" or until is None:

@@ -261,7 +261,8 @@ def _context(
     # The fields come from the per-process copy of the (approved, so unchanging) version.
     layout = _layout(
         queries.sent_fields(envelope.template_version_id, envelope.document_locale),
-        recipient.role, tuple(boxes.values())
+        recipient.role,
+        tuple(boxes.values()),
     )
     fields = layout.fields
     pages = [
@@ -280,11 +281,11 @@ def _context(
         "readonly": {f.key: values.is_readonly(envelope.merge_data, f) for f in fields},
         "needs_signature": any(f.type in ("signature", "initials") for f in fields),
         "pages": records,
+        "reading": reading.view(envelope, fields),  # an authored text: HTML, not page images
         # an approver sees what the others entered (signing.values.entered_before)
         "entered": values.entered_before(envelope.id, envelope.template_version_id, recipient.id)
         if recipient.kind == "approver"
         else [],
-        "reading": reading.view(envelope, fields),  # an authored text: HTML, not page images
     }
 
 
@@ -518,7 +519,8 @@ def filled_copy(public_id: str) -> Any:
 
 @bp.route("/sign/<public_id>/signed.pdf")
 def signed_copy(public_id: str) -> Any:
-    """The sealed copy, for signers and cc recipients, for SIGNER_COPY_DAYS after completion."""
+    """The sealed copy, for signers, approvers and cc recipients, for SIGNER_COPY_DAYS after
+    completion."""
     recipient = gate.signer(public_id)
     envelope: Envelope = recipient.envelope
     if not sealing.signer_copy_available(recipient):
