@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -185,14 +186,15 @@ def evidence(
             )
         )
     org = str(current_app.config.get("ORG_NAME") or "")
+    # Named as the signers saw it on the consent page: an API key's team, never the key.
+    asker = contacts.shown_name(sender)
     consent = " ".join(
-        f"{head}. {body}" for head, body in disclosure.paragraphs("en", org=org, sender=sender.name)
+        f"{head}. {body}" for head, body in disclosure.paragraphs("en", org=org, sender=asker)
     )
     # The full disclosure in each language a recipient accepted it in (English when none did).
     shown = sorted({r.consent_locale for r in envelope.recipients if r.consent_locale}) or ["en"]
     consent_texts = [
-        (languages.label(code), disclosure.full_text(code, org=org, sender=sender.name))
-        for code in shown
+        (languages.label(code), disclosure.full_text(code, org=org, sender=asker)) for code in shown
     ]
     delivered = {
         str(e.data.get("recipient_id")): e.occurred
@@ -210,7 +212,7 @@ def evidence(
         completed_at=envelope.finished_at if envelope.status == "completed" else None,
         original_sha256=envelope.original_sha256,
         sealed_sha256=sealed_sha256,
-        sender=PartyEvidence(name=sender.name, email=sender.email, ip=sender_ip),
+        sender=PartyEvidence(name=asker, email=sender.email, ip=sender_ip),
         recipients=recipients,
         consent_text=consent,
         consent_version=disclosure.VERSION,
@@ -293,7 +295,11 @@ def filing_path(envelope: Envelope) -> str:
 
 
 def download_name(envelope: Envelope, suffix: str = "signed") -> str:
-    title = re.sub(r"[^A-Za-z0-9._ -]+", "", envelope.title).strip().replace(" ", "-")[:80]
+    """An ASCII file name for the sealed copy: accented letters lose their accents
+    ("Autorización" -> "Autorizacion"), other characters outside ASCII are dropped."""
+    folded = unicodedata.normalize("NFKD", envelope.title)
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    title = re.sub(r"[^A-Za-z0-9._ -]+", "", plain).strip().replace(" ", "-")[:80]
     return f"{title or 'document'}-{suffix}-{envelope.public_id[:8]}.pdf"
 
 
