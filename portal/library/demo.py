@@ -72,6 +72,14 @@ REFUND_EXTRAS: list[Spec] = [
     ("attachment", 300, 84, 180, 30, RECEIPT_PHOTO),
 ]
 
+# The refund's fields in Spanish (``variants.save_labels``), for its Spanish variant.
+REFUND_LABELS_ES = {
+    "customer_signature": "Firma del cliente",
+    "date_signed": "Fecha de firma",
+    "full_name": "Nombre completo",
+    "receipt_photo": "Foto del recibo",
+}
+
 SERVICE_CHANGE_ROLES = [
     {"key": "customer", "name": "Customer", "kind": "signer", "order": 1},
     {"key": "account_manager", "name": "Account manager", "kind": "approver", "order": 2},
@@ -95,6 +103,7 @@ def _publish(
     reviewer: User,
     roles: list[dict[str, Any]] | None = None,
     translations: dict[str, str] | None = None,
+    labels: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Write, lay out, submit and approve one demo template the way staff would."""
     version, problems = ops.create_authored(name, document_type, team, body, keys, by=author)
@@ -110,6 +119,8 @@ def _publish(
         ops.update_field(field, props, by=author)
     for locale, text in (translations or {}).items():
         variants.save_text(version, locale, text, by=author)
+        if locale in (labels or {}):
+            variants.save_labels(version, locale, (labels or {})[locale], by=author)
     ops.submit(version, by=author)
     ops.approve(version, by=reviewer, comment="Reviewed for the demo.")
 
@@ -125,6 +136,7 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             SIGN_AND_DATE + REFUND_EXTRAS,
             None,
             {"es": REFUND_EXAMPLE_ES},
+            {"es": REFUND_LABELS_ES},
         ),
         (
             "Service-change addendum",
@@ -134,13 +146,15 @@ def seed(team: Team | None, author: User, reviewer: User) -> list[str]:
             SIGN_AND_DATE,
             SERVICE_CHANGE_ROLES,
             None,
+            None,
         ),
     ]
     created = []
-    for name, document_type, body, keys, specs, roles, translations in wanted:
+    for name, document_type, body, keys, specs, roles, translations, labels in wanted:
         if not _exists(name, team):
             _publish(
-                name, document_type, body, keys, specs, team, author, reviewer, roles, translations
-            )
+                name, document_type, body, keys, specs, team, author, reviewer, roles,
+                translations, labels,
+            )  # fmt: skip
             created.append(name)
     return created

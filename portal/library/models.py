@@ -283,6 +283,9 @@ class TemplateVariant(Model):
     pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Uploaded PDFs: field key -> {"page", "x", "y", "w", "h"} in PDF points on this PDF.
     placements: Mapped[dict[str, dict[str, Any]]] = mapped_column(JSON, default=dict)
+    # Field key -> the field's label in this language (``variants.save_labels``); a field
+    # without one shows its base label.
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # What the base document looked like when this variant was last saved
     # (``variants.base_fingerprint``): a different one now means the variant is out of date.
     base_fingerprint: Mapped[str] = mapped_column(String(64))

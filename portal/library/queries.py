@@ -142,7 +142,8 @@ def _detached_copy(field: Field) -> Field:
 
 def sent_fields(version_id: int, locale: str | None = None) -> tuple[Field, ...]:
     """The fields of a version envelopes were sent from, in the template's order (placed
-    where the ``locale`` variant's PDF has them, when it has its own placement).
+    where the ``locale`` variant's PDF has them, when it has its own placement, and labelled
+    in its language where it has a label for them).
 
     An approved version never changes again (it can only be superseded or retired), so its
     fields are read once per process and application and kept as copies that belong to no
@@ -162,6 +163,9 @@ def sent_fields(version_id: int, locale: str | None = None) -> tuple[Field, ...]
     variant = version.variant(locale) if locale else None
     if variant is not None and variant.placements:
         fields = tuple(_placed(f, variant.placements.get(f.key)) for f in fields)
+    labels = (variant.labels or {}) if variant is not None else {}
+    for field in fields:  # labelled in the variant's language where it has a label
+        field.label = labels.get(field.key) or field.label
     if version.status in FIXED:
         if len(cache) >= FIXED_FIELDS_MAX:
             cache.clear()

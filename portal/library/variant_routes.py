@@ -109,6 +109,21 @@ def variant_place(version_id: int, locale: str, key: str) -> Any:
     )
 
 
+@bp.route("/versions/<int:version_id>/languages/<locale>/labels", methods=["POST"])
+@roles_required(*AUTHORS)
+def variant_labels(version_id: int, locale: str) -> Any:
+    """Save the fields' labels in another language."""
+    version = _author_version(version_id)
+    locale = _known(locale)
+    given = {f.key: request.form.get(f"label-{f.key}", "") for f in version.fields}
+    return _act(
+        version,
+        locale,
+        lambda: variants.save_labels(version, locale, given, by=current_user),
+        f"{languages.label(locale)} field labels saved.",
+    )
+
+
 @bp.route("/versions/<int:version_id>/languages/<locale>/remove", methods=["POST"])
 @roles_required(*AUTHORS)
 def variant_remove(version_id: int, locale: str) -> Any:

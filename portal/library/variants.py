@@ -30,12 +30,14 @@ from portal.library.drafts import _editable, _pages_of
 from portal.library.errors import LibraryError
 from portal.library.models import Field, TemplateVariant, TemplateVersion
 from portal.library.queries import merge_keys
+from portal.text import printable
 
 audit.add_labels(
     {
         "template.variant_saved": "Language variant saved",
         "template.variant_removed": "Language variant removed",
         "template.variant_field_placed": "Field placed on a language variant",
+        "template.variant_labels_saved": "Field labels saved for a language variant",
     }
 )
 
@@ -52,6 +54,7 @@ class VariantState:
     variant: TemplateVariant | None
     status: str  # missing | out_of_date | ready
     unplaced: tuple[str, ...] = ()  # uploaded PDFs: fields with no place on this PDF
+    unlabelled: tuple[str, ...] = ()  # fields shown with their base label (a warning only)
 
     @property
     def label(self) -> str:
@@ -78,6 +81,17 @@ def unplaced(version: TemplateVersion, variant: TemplateVariant) -> tuple[str, .
     return tuple(f.key for f in version.fields if f.key not in placed)
 
 
+def unlabelled(version: TemplateVersion, variant: TemplateVariant) -> tuple[str, ...]:
+    """Labelled fields of the version the variant has no label for (they show the base one)."""
+    labels = variant.labels or {}
+    return tuple(f.label or f.key for f in version.fields if f.label and not labels.get(f.key))
+
+
+def label_of(field: Field, variant: TemplateVariant | None) -> str:
+    """A field's label in the variant's language (its base label when it has none there)."""
+    return ((variant.labels or {}).get(field.key) if variant else None) or field.label
+
+
 def states(version: TemplateVersion) -> list[VariantState]:
     """Every language other than the base: missing, out of date or ready."""
     out = []
@@ -90,7 +104,11 @@ def states(version: TemplateVersion) -> list[VariantState]:
             out.append(VariantState(locale, None, MISSING))
             continue
         status = READY if variant.base_fingerprint == fingerprint else OUT_OF_DATE
-        out.append(VariantState(locale, variant, status, unplaced(version, variant)))
+        out.append(
+            VariantState(
+                locale, variant, status, unplaced(version, variant), unlabelled(version, variant)
+            )
+        )
     return out
 
 
@@ -322,6 +340,39 @@ def place(version: TemplateVersion, locale: str, key: str, page: int, at: Rect, 
     db.session.commit()
 
 
+MAX_LABEL = 200  # as Field.label
+
+
+def save_labels(
+    version: TemplateVersion, locale: str, given: Mapping[str, str], by: User
+) -> TemplateVariant:
+    """Save the fields' labels in a variant's language (an empty one shows the base label)."""
+    locale = _language(version, locale)
+    variant = version.variant(locale)
+    name = languages.label(locale)
+    if variant is None:
+        raise LibraryError(f"Save the {name} document first, then label its fields.")
+    labels = {}
+    for field in version.fields:
+        text = " ".join(printable(str(given.get(field.key, ""))).split())
+        if len(text) > MAX_LABEL:
+            raise LibraryError(
+                f"The {name} label of {field.label or field.key} is longer than "
+                f"{MAX_LABEL} characters."
+            )
+        if text:
+            labels[field.key] = text
+    variant.labels = labels
+    audit.record(
+        "template.variant_labels_saved",
+        actor=by,
+        subject=version,
+        data={"language": locale, "labelled": sorted(labels)},
+    )
+    db.session.commit()
+    return variant
+
+
 def remove(version: TemplateVersion, locale: str, by: User) -> None:
     """Remove a language from a draft."""
     locale = _language(version, locale)
@@ -346,6 +397,11 @@ def ensure_complete(version: TemplateVersion) -> None:
             raise LibraryError(
                 f"Place {', '.join(state.unplaced)} on the {state.label} PDF before submitting."
             )
+        keys = {f.key for f in version.fields}
+        if state.variant is not None and set(state.variant.labels or {}) - keys:
+            state.variant.labels = {
+                k: v for k, v in (state.variant.labels or {}).items() if k in keys
+            }  # labels of fields removed since go
         if state.variant is not None and version.source_kind == "pdf":
             extra = set(state.variant.placements or {}) - {f.key for f in version.fields}
             if extra:  # fields removed since: their places go, the rest stay
@@ -367,6 +423,7 @@ def copy_to(draft: TemplateVersion, latest: TemplateVersion) -> None:
                 page_count=variant.page_count,
                 pages=[dict(p) for p in variant.pages],
                 placements={k: dict(v) for k, v in (variant.placements or {}).items()},
+                labels=dict(variant.labels or {}),
                 base_fingerprint=variant.base_fingerprint,
                 saved_by_id=variant.saved_by_id,
                 saved_at=variant.saved_at,

@@ -283,7 +283,9 @@ def _context(
         "pages": records,
         "reading": reading.view(envelope, fields),  # an authored text: HTML, not page images
         # an approver sees what the others entered (signing.values.entered_before)
-        "entered": values.entered_before(envelope.id, envelope.template_version_id, recipient.id)
+        "entered": values.entered_before(
+            envelope.id, envelope.template_version_id, recipient.id, envelope.document_locale
+        )
         if recipient.kind == "approver"
         else [],
     }

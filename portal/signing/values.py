@@ -51,8 +51,10 @@ class Checked:
 
 
 def my_fields(envelope: Envelope, recipient: Recipient) -> list[Field]:
-    """The fields this recipient fills in, in the template's order."""
-    return [f for f in envelope.version.fields if f.role == recipient.role]
+    """The fields this recipient fills in, in the template's order, labelled in the
+    document's language (read them, never change them: ``queries.sent_fields``)."""
+    fields = queries.sent_fields(envelope.template_version_id, envelope.document_locale)
+    return [f for f in fields if f.role == recipient.role]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +76,12 @@ class EnteredBy:
     values: tuple[Entered, ...]
 
 
-def entered_before(envelope_id: int, version_id: int, reader_id: int) -> list[EnteredBy]:
+def entered_before(
+    envelope_id: int, version_id: int, reader_id: int, locale: str | None = None
+) -> list[EnteredBy]:
     """What the other recipients of an envelope entered so far (for an approver to see what
-    they approve), by routing order."""
-    order = {f.key: (i, f) for i, f in enumerate(queries.sent_fields(version_id))}
+    they approve), by routing order, labelled in the document's language ``locale``."""
+    order = {f.key: (i, f) for i, f in enumerate(queries.sent_fields(version_id, locale))}
     others = db.session.execute(
         select(Recipient)
         .where(Recipient.envelope_id == envelope_id, Recipient.id != reader_id)
