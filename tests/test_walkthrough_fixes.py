@@ -8,14 +8,20 @@ import io
 import re
 from types import SimpleNamespace
 
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
 from portal import storage
+from portal.documents.authoring.examples import REFUND_EXAMPLE
 from portal.envelopes import sealing
 from portal.envelopes.models import Envelope
 from portal.extensions import db
+from portal.library.demo_es import REFUND_EXAMPLE_ES
+from portal.mail import Message
 from tests.test_api_contacts import _opened, api_sent  # noqa: F401  (a fixture)
+from tests.test_sealing import _sign
+from tests.test_signing import sent  # noqa: F401  (a fixture)
 
 
 def test_the_certificate_of_an_api_sent_envelope_names_the_team_not_the_key(app, api_sent):  # noqa: F811
@@ -51,3 +57,55 @@ def test_the_sealed_copy_s_file_name_keeps_accented_letters_without_their_accent
     )
     only_foreign = SimpleNamespace(title="退款授权", public_id="abcdef123456")
     assert sealing.download_name(only_foreign, "as-sent") == "document-as-sent-abcdef12.pdf"  # type: ignore[arg-type]
+
+
+def test_the_plain_text_signing_request_does_not_ask_for_a_reply(app, sent):  # noqa: F811
+    sent()
+    with app.app_context():
+        (request,) = db.session.execute(
+            select(Message).where(Message.kind == "signing_request")
+        ).scalars()
+        text = request.text_body
+    assert "you can ignore it or contact Alex Agent." in text, text
+    assert "reply to" not in text.lower()
+
+
+def test_the_demo_refund_tells_the_customer_to_contact_the_sender_not_to_reply():
+    assert "Contact the person who sent it to you instead" in REFUND_EXAMPLE
+    assert "Póngase en contacto con quien se lo envió" in REFUND_EXAMPLE_ES
+    for text in (REFUND_EXAMPLE, REFUND_EXAMPLE_ES):
+        assert "Reply to us" not in text and "Responda a nuestro mensaje" not in text
+    # the Spanish variant keeps the English document's merge keys
+    keys = set(re.findall(r"\{\{\s*([\w.]+)\s*\}\}", REFUND_EXAMPLE))
+    assert keys and set(re.findall(r"\{\{\s*([\w.]+)\s*\}\}", REFUND_EXAMPLE_ES)) == keys
+
+
+@pytest.mark.parametrize(
+    ("locale", "month_names"),
+    [
+        ("en", ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")),
+        ("es", ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+                "septiembre", "octubre", "noviembre", "diciembre")),
+    ],
+)  # fmt: skip
+def test_the_done_page_writes_the_copy_s_last_day_in_the_signer_s_language(
+    app,
+    sent,  # noqa: F811
+    locale,
+    month_names,
+):
+    envelope_id, public_id, link = sent(locale=locale)
+    client = _sign(app, link, public_id, adoption="typed")
+    page = client.get(f"/sign/{public_id}", follow_redirects=True).get_data(as_text=True)
+    with app.app_context():
+        until = sealing.copy_until(db.session.get(Envelope, envelope_id))
+    hint = re.search(r'<p class="hint">(.*?)</p>', page, re.S).group(1)
+    shown = re.sub(r"<[^>]+>", "", hint)
+    month = month_names[until.month - 1]
+    if locale == "es":
+        assert f"hasta el {until.day} de {month} de {until.year}" in shown, shown
+    else:
+        assert f"until {month} {until.day}, {until.year}" in shown, shown
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", shown), shown
+    assert f'datetime="{until:%Y-%m-%d}"' in hint  # machine-readable stays ISO

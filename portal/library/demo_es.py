@@ -52,8 +52,8 @@ Compruebe que:
 - no ha recibido ya un reembolso por el mismo pedido, por ejemplo a través de su banco o de la \
 entidad emisora de su tarjeta.
 
-Si algún dato no es correcto, **no firme**. Responda a nuestro mensaje y corregiremos el \
-documento y le enviaremos uno nuevo.
+Si algún dato no es correcto, **no firme**. Póngase en contacto con quien se lo envió y \
+corregiremos el documento y le enviaremos uno nuevo.
 
 ## Qué acepta al firmar
 

@@ -62,8 +62,8 @@ Please check that:
 - you have not already received a refund for the same order, for example through your bank \
 or card issuer.
 
-If anything looks wrong, please **do not sign**. Reply to us instead and we will correct the \
-document and send you a new one.
+If anything looks wrong, please **do not sign**. Contact the person who sent it to you \
+instead and we will correct the document and send you a new one.
 
 ## What you are agreeing to
 
