@@ -13,9 +13,12 @@ from portal.envelopes.checks import RecipientInput
 from portal.extensions import db
 from portal.library import operations as ops
 from portal.library import variants
+from portal.library.demo import SERVICE_CHANGE_ROLES
+from portal.library.demo_es import REFUND_EXAMPLE_ES
 from portal.library.errors import LibraryError
 from portal.library.models import TemplateVersion
 from tests.conftest import audit_events
+from tests.test_approver import _approver, _customer_signs
 from tests.test_languages_library import _authored, _pdf, _pdf_template, _post_upload, _user
 from tests.test_signing import _csrf, _path, sent  # noqa: F401
 
@@ -151,8 +154,6 @@ def test_labels_need_the_variant_and_are_bounded(app, make_staff):
         key = version.fields[0].key
         with pytest.raises(LibraryError, match="Save the Spanish document first"):
             variants.save_labels(version, "es", {key: "Firma"}, by=_user(author))
-        from portal.library.demo_es import REFUND_EXAMPLE_ES
-
         variants.save_text(version, "es", REFUND_EXAMPLE_ES, by=_user(author))
         with pytest.raises(LibraryError, match="longer than 200 characters"):
             variants.save_labels(version, "es", {key: "F" * 201}, by=_user(author))
@@ -164,3 +165,35 @@ def test_labels_need_the_variant_and_are_bounded(app, make_staff):
         draft_labels = dict(version.variant("es").labels)
         ops.submit(version, by=_user(author))
     assert draft_labels == {key: "Firma"}
+
+
+def test_the_approver_sees_the_spanish_labels_of_what_was_filled_in(app, make_staff):
+    author, reviewer = make_staff("admin"), make_staff("compliance")
+    version_id = _pdf_template(app, author)
+    with app.app_context():
+        version = db.session.get(TemplateVersion, version_id)
+        ops.set_roles(version, SERVICE_CHANGE_ROLES, by=_user(author))
+        sign = version.fields[0]
+        ops.update_field(sign, {"label": "Customer signature"}, by=_user(author))
+        variants.save_pdf(version, "es", _pdf("Formulario"), "es.pdf", by=_user(author))
+        variants.save_labels(version, "es", {sign.key: "Firma del cliente"}, by=_user(author))
+        ops.submit(version, by=_user(author))
+        ops.approve(version, by=_user(reviewer))
+        envelope, links = envelopes.create_and_send(
+            db.session.get(TemplateVersion, version_id),
+            {},
+            [
+                RecipientInput(
+                    role="customer", name="Lucía", email="lucia@example.com", locale="es"
+                ),
+                RecipientInput(role="account_manager", name="Sam", email="sam@example.com"),
+            ],
+            by=_user(author),
+        )
+        public_id, link = envelope.public_id, next(iter(links.values()))
+        assert envelope.document_locale == "es"
+    _customer_signs(app, public_id, link, name="Lucía Pérez")
+    approver, _token = _approver(app, public_id)
+    page = html.unescape(approver.get(f"/sign/{public_id}").get_data(as_text=True))
+    assert "What was filled in" in page, "the approver's own pages are in English"
+    assert "<dt>Firma del cliente</dt>" in page and "Customer signature" not in page
