@@ -80,6 +80,8 @@ def test_authored_refund_reads_on_a_phone_without_zooming(
     reading = page.locator("article.reading")
     expect(reading.get_by_role("heading", name="Refund details")).to_be_visible()
     assert not small_text(page, "article.reading")
+    # the whole signer page, its header (document title) and footer too
+    assert not small_text(page, "body")
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     no_sideways_scroll(page)
     # the table fits inside the text column
