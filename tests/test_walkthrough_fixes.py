@@ -19,7 +19,9 @@ from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.library.demo_es import REFUND_EXAMPLE_ES
 from portal.mail import Message
+from portal.signing import reading
 from tests.test_api_contacts import _opened, api_sent  # noqa: F401  (a fixture)
+from tests.test_reading import _opened as _opened_reading
 from tests.test_sealing import _sign
 from tests.test_signing import sent  # noqa: F401  (a fixture)
 
@@ -109,3 +111,33 @@ def test_the_done_page_writes_the_copy_s_last_day_in_the_signer_s_language(
         assert f"until {month} {until.day}, {until.year}" in shown, shown
     assert not re.search(r"\d{4}-\d{2}-\d{2}", shown), shown
     assert f'datetime="{until:%Y-%m-%d}"' in hint  # machine-readable stays ISO
+
+
+def test_the_new_key_form_has_a_text_name_and_says_records_read_has_no_endpoint(app, signed_in):
+    portal, _ = signed_in("admin")
+    page = portal.client.get("/admin/integrations/keys/new").get_data(as_text=True)
+    assert '<input type="text" id="key-name" name="name"' in page
+    assert "Reserved for the records endpoints (no endpoint yet)" in page
+    assert "Read records (retention and holds)" not in page
+    assert 'value="records:read"' in page  # still a valid scope for keys that have it
+
+
+def _document_page(app, sent):  # noqa: F811
+    _, public_id, link = sent()
+    client, _token = _opened_reading(app, link, public_id)
+    return public_id, client.get(f"/sign/{public_id}").get_data(as_text=True)
+
+
+def test_the_signing_page_offers_one_pdf_link_the_reading_view_s(app, sent):  # noqa: F811
+    public_id, page = _document_page(app, sent)
+    assert '<article class="reading"' in page
+    assert page.count(f'href="/sign/{public_id}/document.pdf"') == 1
+    assert "View as PDF" in page and "Open it as a PDF" not in page
+
+
+def test_without_the_reading_view_the_lede_offers_the_pdf(app, sent, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(reading, "view", lambda *args, **kwargs: None)
+    public_id, page = _document_page(app, sent)
+    assert '<article class="reading"' not in page
+    assert page.count(f'href="/sign/{public_id}/document.pdf"') == 1
+    assert "Open it as a PDF" in page and "View as PDF" not in page

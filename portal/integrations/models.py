@@ -23,7 +23,7 @@ SCOPES: dict[str, str] = {
     "envelopes:read": "Read envelopes, their documents and timelines",
     "envelopes:write": "Send, void, resend and remind envelopes",
     "bulk:write": "Create bulk batches",
-    "records:read": "Read records (retention and holds)",
+    "records:read": "Reserved for the records endpoints (no endpoint yet)",
 }
 
 
