@@ -382,6 +382,10 @@ def test_every_get_route_reads_first_and_writes_only_under_the_write_lock(
             "message_id": db.session.execute(select(Message.id).limit(1)).scalar_one(),
             # the records centre's (a hold or export that does not exist answers 404)
             "envelope_id": envelope_id, "policy_id": 1, "hold_id": 1, "export_id": 1,
+            # a language variant's pages; integrations (keys, webhooks; the API answers 401
+            # without a key, its problem pages are public)
+            "locale": "es", "key_id": 1, "endpoint_id": 1, "recipient_id": 1, "batch_id": 1,
+            "field_id": 1, "kind": "unauthorized", "key": "x", "name": "x", "width": 800,
         }  # fmt: skip
     anonymous = app.test_client()
     clients = {"signing": signer, "public": anonymous, "health": anonymous, "static": anonymous}

@@ -17,10 +17,13 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("user_account", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("service", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN (no table rebuild on SQLite: rebuilding user_account would drop a table
+    # every other table refers to, which fails with foreign keys on once there are rows).
+    # SQLite's ADD COLUMN refuses a parenthesised default, so the default is the bare keyword.
+    op.add_column(
+        "user_account",
+        sa.Column("service", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
 
     op.create_table(
         "api_key",
