@@ -10,6 +10,8 @@ is a 409 problem whose ``detail`` is the operation's own sentence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import flask_smorest
@@ -102,6 +104,17 @@ def _recipient_now(recipient_id: int) -> Recipient:
     return recipient
 
 
+def _acted(recipient: Recipient, act: Callable[..., object]) -> Recipient:
+    """Run a console operation on a recipient as the key (a refusal is a 409 problem) and
+    answer the recipient as it is now."""
+    recipient_id = recipient.id
+    try:
+        act(recipient, by=current_key().actor)
+    except EnvelopeError as exc:
+        _refused(exc)
+    return _recipient_now(recipient_id)
+
+
 @blp.route("/<envelope_id>/void", methods=["POST"])
 @requires("envelopes:write")
 @blp.arguments(VoidSchema)
@@ -121,12 +134,7 @@ def void(body: dict[str, Any], envelope_id: str) -> Envelope:
 @blp.response(200, RecipientSchema)
 def resend(envelope_id: str, recipient_id: int) -> Recipient:
     """Email the recipient a new link (the old one stops working)."""
-    recipient = _recipient(envelope_id, recipient_id)
-    try:
-        envelopes.resend(recipient, by=current_key().actor)
-    except EnvelopeError as exc:
-        _refused(exc)
-    return _recipient_now(recipient_id)
+    return _acted(_recipient(envelope_id, recipient_id), envelopes.resend)
 
 
 @blp.route("/<envelope_id>/recipients/<int:recipient_id>/remind", methods=["POST"])
@@ -134,12 +142,7 @@ def resend(envelope_id: str, recipient_id: int) -> Recipient:
 @blp.response(200, RecipientSchema)
 def remind(envelope_id: str, recipient_id: int) -> Recipient:
     """Remind the recipient now (at most once every 30 minutes after their last email)."""
-    recipient = _recipient(envelope_id, recipient_id)
-    try:
-        envelopes.remind_now(recipient, by=current_key().actor)
-    except EnvelopeError as exc:
-        _refused(exc)
-    return _recipient_now(recipient_id)
+    return _acted(_recipient(envelope_id, recipient_id), envelopes.remind_now)
 
 
 @blp.route("/<envelope_id>/recipients/<int:recipient_id>/email", methods=["POST"])
@@ -153,11 +156,7 @@ def correct_email(body: dict[str, Any], envelope_id: str, recipient_id: int) -> 
         email_address(body["email"], "That email")
     except EnvelopeError as exc:
         problem(422, "validation-failed", "Invalid email", str(exc), {"email": [str(exc)]})
-    try:
-        envelopes.correct_email(recipient, body["email"], by=current_key().actor)
-    except EnvelopeError as exc:
-        _refused(exc)
-    return _recipient_now(recipient_id)
+    return _acted(recipient, partial(envelopes.correct_email, email=body["email"]))
 
 
 @blp.route("/<envelope_id>/recipients/<int:recipient_id>/embedded-link", methods=["POST"])
