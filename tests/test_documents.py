@@ -423,6 +423,40 @@ def test_parser_failure_is_logged_not_swallowed(caplog: pytest.LogCaptureFixture
     assert "Traceback" in caplog.text
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_only_this_reading_of_the_file_can_make_it_damaged(monkeypatch) -> None:
+    # Seen in CI: a database connection collected during the reading raised a ResourceWarning
+    # and a good PDF was refused as damaged. Neither a Python warning of another object nor a
+    # pypdf warning logged by another thread (another upload) is a fault of this file.
+    import logging
+    import threading
+    import warnings
+
+    from portal.documents import inspect as inspect_module
+
+    class Disturbed(PdfReader):
+        def __init__(self, *args, **kwargs) -> None:
+            warnings.warn("a connection was deleted while open", ResourceWarning, stacklevel=1)
+            other = threading.Thread(
+                target=logging.getLogger("pypdf").warning, args=("another upload is damaged",)
+            )
+            other.start()
+            other.join()
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(inspect_module, "PdfReader", Disturbed)
+    assert inspect_module.parse_pdf(good_pdf()).page_count == 2
+
+    class Repaired(PdfReader):
+        def __init__(self, *args, **kwargs) -> None:
+            logging.getLogger("pypdf").warning("incorrect startxref pointer(1)")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(inspect_module, "PdfReader", Repaired)
+    with pytest.raises(PdfProblem, match="damaged"):
+        inspect_module.parse_pdf(good_pdf())
+
+
 # --------------------------------------------------------------------------- geometry
 
 A4_PAGE = PageBox(1, 0, 0, 595.28, 841.89, 0)

@@ -24,7 +24,7 @@ import io
 import logging
 import math
 import re
-import warnings
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -328,14 +328,22 @@ def _guarded(step: str, damaged: PdfProblem, work: Callable[[], Any]) -> Any:
 
 
 class _Warnings(logging.Handler):
-    """Collects what pypdf warns about while it reads a file."""
+    """Collects what pypdf logs as a warning while this thread reads a file.
+
+    pypdf reports what it had to repair through its logger (its own rule: ``warnings.warn`` is
+    kept for deprecations), so that is the only channel listened to. Python warnings are not
+    collected: a ``ResourceWarning`` of some unrelated object collected meanwhile is no fault of
+    the file. Records of other threads are ignored, so one damaged upload never refuses another
+    read at the same moment in a threaded worker."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
         self.seen: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.seen.append(record.getMessage())
+        if record.thread == self.thread:
+            self.seen.append(record.getMessage())
 
 
 @contextmanager
@@ -346,14 +354,11 @@ def _strictly(damaged: PdfProblem) -> Iterator[None]:
     logger = logging.getLogger("pypdf")
     logger.addHandler(handler)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        seen = handler.seen + [str(w.message) for w in caught]
+        yield
     finally:
         logger.removeHandler(handler)
-    if seen:
-        log.warning("PDF refused as damaged: the strict reading warned: %s", seen[:5])
+    if handler.seen:
+        log.warning("PDF refused as damaged: the strict reading warned: %s", handler.seen[:5])
         raise damaged
 
 
