@@ -41,7 +41,6 @@ from pathlib import Path
 from tests.bench import bench_signing_page as signing_bench
 from tests.bench.bench_signing_page import (
     PORTAL_WSGI,
-    REFUND_VALUES,
     WARMUP,
     WORKERS,
     WRK_THREADS,
@@ -53,7 +52,7 @@ from tests.bench.bench_signing_page import (
     _wrk,
     fetch,
 )
-from tests.bench.common import environment
+from tests.bench.common import REFUND_VALUES, environment
 
 DURATION = int(os.environ.get("BENCH_API_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))

@@ -33,27 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.bench.common import environment
+from tests.bench.common import REFUND_VALUES, environment, server_env
 
 BUDGET_KB = 250
 NAME = "signer page weight with images"
-ENV = {
-    "PORTAL_ENV": "development",
-    "SECRET_KEY": "bench-page-weight-secret-key",
-    "DATA_KEY": bytes(range(32)).hex(),
-    "LOGIN_RATE_LIMIT": "100000 per minute",
-    "REDIS_URL": "",
-    "MAIL_SERVER": "",
-}
-REFUND_VALUES = {  # tests.test_envelopes.REFUND_VALUES (copied: that module needs pytest)
-    "customer.name": "Zoë Łukasiewicz",
-    "customer.email": "zoe@example.com",
-    "order.number": "ORD-77",
-    "order.date": "3 June 2026",
-    "refund.amount": "€42.00",
-    "refund.method": "card",
-    "refund.reason": "Damaged in transit.",
-}
+ENV = server_env("bench-page-weight-secret-key")
 VIEWS: list[tuple[str, dict[str, Any], bool]] = [
     ("phone 390x844 @2x", {"width": 390, "height": 844, "scale": 2, "mobile": True}, True),
     ("phone 390x844 @3x", {"width": 390, "height": 844, "scale": 3, "mobile": True}, False),

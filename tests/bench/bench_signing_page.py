@@ -54,7 +54,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from tests.bench.common import environment
+from tests.bench.common import REFUND_VALUES, environment, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTIONS = int(os.environ.get("BENCH_SIGNING_CONNECTIONS", "4"))
@@ -71,24 +71,7 @@ BUDGET_KB = 60.0
 NAME_RATE = "signing_page_throughput"
 NAME_WEIGHT = "signing_page_weight"
 
-ENV = {
-    "PORTAL_ENV": "development",
-    "SECRET_KEY": "bench-signing-secret-key",
-    "DATA_KEY": bytes(range(32)).hex(),
-    "LOGIN_RATE_LIMIT": "100000 per minute",
-    "REDIS_URL": "",
-    "MAIL_SERVER": "",
-}
-
-REFUND_VALUES = {  # tests.test_envelopes.REFUND_VALUES (copied: that module needs pytest)
-    "customer.name": "Zoë Łukasiewicz",
-    "customer.email": "zoe@example.com",
-    "order.number": "ORD-77",
-    "order.date": "3 June 2026",
-    "refund.amount": "€42.00",
-    "refund.method": "card",
-    "refund.reason": "Damaged in transit.",
-}
+ENV = server_env("bench-signing-secret-key")
 
 PORTAL_WSGI = '''"""The portal as wsgi.py builds it, with settings from the environment."""
 from portal import create_app

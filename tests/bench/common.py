@@ -27,6 +27,30 @@ def base_config(uri: str, **extra: object) -> dict[str, object]:
     return config
 
 
+def server_env(secret_key: str) -> dict[str, str]:
+    """The environment of a benchmark's own portal server (gunicorn): development settings,
+    no Redis or mail, a login limit no run reaches."""
+    return {
+        "PORTAL_ENV": "development",
+        "SECRET_KEY": secret_key,
+        "DATA_KEY": bytes(range(32)).hex(),
+        "LOGIN_RATE_LIMIT": "100000 per minute",
+        "REDIS_URL": "",
+        "MAIL_SERVER": "",
+    }
+
+
+REFUND_VALUES = {  # tests.test_envelopes.REFUND_VALUES (copied: that module needs pytest)
+    "customer.name": "Zoë Łukasiewicz",
+    "customer.email": "zoe@example.com",
+    "order.number": "ORD-77",
+    "order.date": "3 June 2026",
+    "refund.amount": "€42.00",
+    "refund.method": "card",
+    "refund.reason": "Damaged in transit.",
+}
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of a block, then restore them."""
