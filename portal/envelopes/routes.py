@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import segno
@@ -386,34 +387,43 @@ def void(public_id: str) -> Any:
     return page, 422 if form.errors else 200
 
 
+def _seal_action(
+    public_id: str,
+    act: Callable[[Envelope, Any], object],
+    refused: type[Exception],
+    done: str,
+) -> Response:
+    """Run a seal action on the envelope; its refusal, or ``done``, is flashed on its page."""
+    envelope = _envelope_or_404(public_id)
+    try:
+        act(envelope, current_user)
+    except refused as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(done, "success")
+    return redirect(url_for("console.envelope", public_id=public_id))
+
+
 @bp.route("/envelopes/<public_id>/seal/retry", methods=["POST"])
 @roles_required()
 def retry_seal(public_id: str) -> Response:
     """Ask for sealing again (after a failure, or when it seems stuck)."""
-    envelope = _envelope_or_404(public_id)
-    try:
-        sealing.retry(envelope, current_user)
-    except sealing.SealingProblem as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        flash("Sealing asked for again.", "success")
-    return redirect(url_for("console.envelope", public_id=public_id))
+    return _seal_action(
+        public_id, sealing.retry, sealing.SealingProblem, "Sealing asked for again."
+    )
 
 
 @bp.route("/envelopes/<public_id>/seal/renew", methods=["POST"])
 @roles_required(Role.ADMIN)
 def renew_seal(public_id: str) -> Response:
     """Add a fresh archive timestamp to the sealed document now (admins)."""
-    envelope = _envelope_or_404(public_id)
-    try:
-        renewal.renew_now(envelope, current_user)
-    except renewal.RenewalProblem as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        flash("Seal renewal asked for: a fresh archive timestamp is being added.", "success")
-    return redirect(url_for("console.envelope", public_id=public_id))
+    return _seal_action(
+        public_id,
+        renewal.renew_now,
+        renewal.RenewalProblem,
+        "Seal renewal asked for: a fresh archive timestamp is being added.",
+    )
 
 
 @bp.route("/envelopes/<public_id>/sealed.pdf")
