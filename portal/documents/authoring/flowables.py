@@ -92,6 +92,37 @@ def inline_markup(token: Token, markup: InlineMarkup) -> str:
     return "".join(out)
 
 
+# A table cell: its inline token, its alignment (left, center, right or None) and whether it is
+# in the table's head.
+TableCell = tuple[Token, str | None, bool]
+_ALIGN = re.compile(r"text-align:(left|center|right)")
+
+
+def table_rows(tokens: list[Token], i: int) -> tuple[list[list[TableCell]], int]:
+    """The rows of the table opening at ``tokens[i]``, and the index after its close (the PDF
+    and the reading view walk a table alike)."""
+    rows: list[list[TableCell]] = []
+    row: list[TableCell] = []
+    in_head = False
+    i += 1
+    while i < len(tokens) and tokens[i].type != "table_close":
+        tok = tokens[i]
+        if tok.type == "thead_open":
+            in_head = True
+        elif tok.type == "thead_close":
+            in_head = False
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type == "tr_close":
+            rows.append(row)
+        elif tok.type in ("th_open", "td_open"):
+            match = _ALIGN.search(str(tok.attrGet("style") or ""))
+            row.append((tokens[i + 1], match.group(1) if match else None, in_head))
+            i += 2
+        i += 1
+    return rows, i + 1
+
+
 def _pdf_markup(fonts: _Fonts) -> InlineMarkup:
     return InlineMarkup(
         text=_xml,
@@ -217,28 +248,8 @@ class _FlowableBuilder:
         return flowable, i + 1
 
     def table(self, tokens: list[Token], i: int) -> tuple[Flowable, int]:
-        rows: list[list[tuple[Token, str | None, bool]]] = []
-        row: list[tuple[Token, str | None, bool]] = []
-        header_rows = 0
-        in_head = False
-        i += 1
-        while i < len(tokens) and tokens[i].type != "table_close":
-            tok = tokens[i]
-            if tok.type == "thead_open":
-                in_head = True
-            elif tok.type == "thead_close":
-                in_head = False
-            elif tok.type == "tr_open":
-                row = []
-            elif tok.type == "tr_close":
-                rows.append(row)
-                header_rows += 1 if in_head else 0
-            elif tok.type in ("th_open", "td_open"):
-                style = str(tok.attrGet("style") or "")
-                match = re.search(r"text-align:(\w+)", style)
-                row.append((tokens[i + 1], match.group(1) if match else None, in_head))
-                i += 2
-            i += 1
+        rows, i = table_rows(tokens, i)
+        header_rows = sum(1 for r in rows if r and r[0][2])
         ncols = max((len(r) for r in rows), default=1)
         data: list[list[Paragraph | str]] = []
         for r in rows:
@@ -268,11 +279,9 @@ class _FlowableBuilder:
         table.setStyle(TableStyle(commands))
         table.spaceBefore = 2
         table.spaceAfter = 12
-        return table, i + 1
+        return table, i
 
-    def column_widths(
-        self, rows: list[list[tuple[Token, str | None, bool]]], ncols: int
-    ) -> list[float]:
+    def column_widths(self, rows: list[list[TableCell]], ncols: int) -> list[float]:
         pad = 24.0
         natural = [pad + 20] * ncols
         minimum = [pad + 20] * ncols

@@ -12,7 +12,6 @@ document's own headings sit one level under the page's title (``# Title`` is an 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -20,14 +19,13 @@ from typing import Protocol, TypeVar
 from markdown_it.token import Token
 from markupsafe import Markup, escape
 
-from .flowables import InlineMarkup, _plain_text, inline_markup
+from .flowables import InlineMarkup, _plain_text, inline_markup, table_rows
 from .rendering import Placed
 from .sandbox import _CONTROL_RE
 
 # A reading view longer than this (in characters of HTML) stops there and says so: the PDF
 # has the rest. An ordinary document is 5-20 KB.
 MAX_HTML = 400_000
-_ALIGN = re.compile(r"text-align:(left|center|right)")
 
 
 @dataclass(frozen=True)
@@ -136,31 +134,14 @@ class _Writer:
         """A table whose cells carry their column's heading (``data-label``): on a phone the
         rows stack as cards, each value under its heading, so the table never runs wider
         than the screen."""
-        tokens = self.tokens
-        head: list[str] = []  # the headings' plain text
-        rows: list[list[tuple[str, str]]] = []  # body rows: (cell HTML, alignment)
-        row: list[tuple[str, str]] = []
-        in_head = False
-        i += 1
-        while i < len(tokens) and tokens[i].type != "table_close":
-            tok = tokens[i]
-            if tok.type == "thead_open":
-                in_head = True
-            elif tok.type == "thead_close":
-                in_head = False
-            elif tok.type == "tr_open":
-                row = []
-            elif tok.type == "tr_close" and not in_head:
-                rows.append(row)
-            elif tok.type == "th_open" and in_head:
-                head.append(_plain(tokens[i + 1]))
-                i += 2
-            elif tok.type in ("th_open", "td_open"):
-                match = _ALIGN.search(str(tok.attrGet("style") or ""))
-                row.append((_inline(tokens[i + 1]), match.group(1) if match else ""))
-                i += 2
-            i += 1
-        return self._table_html(head, rows), i + 1
+        rows, i = table_rows(self.tokens, i)
+        head = [_plain(inline) for r in rows for inline, _align, in_head in r if in_head]
+        body = [
+            [(_inline(inline), align or "") for inline, align, _head in r]
+            for r in rows
+            if not (r and r[0][2])
+        ]
+        return self._table_html(head, body), i
 
     def _table_html(self, head: list[str], rows: list[list[tuple[str, str]]]) -> str:
         parts = ['<div class="reading-table"><table>']
