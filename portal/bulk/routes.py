@@ -21,7 +21,7 @@ from portal.bulk.reading import MAX_BYTES, MAX_ROWS
 from portal.envelopes import operations as envelopes
 from portal.extensions import db, write_lock
 from portal.library import operations as library
-from portal.library.models import TemplateVersion
+from portal.library.blueprint import sendable_version_or_404
 
 bp = Blueprint("bulk", __name__, url_prefix="/bulk")
 PREVIEW_ROWS = 5
@@ -31,15 +31,6 @@ PREVIEW_ROWS = 5
 def _console_summary(state: BlueprintSetupState) -> None:
     """The console shows the latest batches (``bulk/_console.html``), read only when it does."""
     state.app.jinja_env.globals["recent_bulk_batches"] = lambda: report.recent_batches(current_user)
-
-
-def _version_or_404(version_id: int) -> TemplateVersion:
-    version = db.session.get(TemplateVersion, version_id)
-    if version is None or not can_see_team(current_user, version.template.team_id):
-        abort(404)
-    if library.approved_version(version.template) is not version:
-        abort(404)
-    return version
 
 
 def _batch_or_404(public_id: str) -> BulkBatch:
@@ -75,7 +66,7 @@ def index() -> tuple[str, int]:
 @roles_required()
 def template_csv(version_id: int) -> Response:
     """The CSV template for one approved template version."""
-    version = _version_or_404(version_id)
+    version = sendable_version_or_404(version_id)
     name = f"bulk-{version.template.name.lower().replace(' ', '-')}-v{version.number}.csv"
     response = Response(cols.template_csv(version), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
@@ -96,7 +87,7 @@ def _too_large(exc: RequestEntityTooLarge) -> Any:
 @roles_required()
 def upload(version_id: int) -> Any:
     """Read and check an uploaded file; its page shows what will be sent."""
-    version = _version_or_404(version_id)
+    version = sendable_version_or_404(version_id)
     try:
         file_name, data = forms.upload(request.files)
         batch = drafts.upload(version, file_name, data, by=current_user)

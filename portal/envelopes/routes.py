@@ -31,6 +31,7 @@ from portal.envelopes import operations as ops
 from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db, read_only
 from portal.library import operations as library
+from portal.library.blueprint import sendable_version_or_404
 from portal.library.models import Template, TemplateVersion
 from portal.library.operations import sendable_templates
 from portal.records import holds
@@ -93,15 +94,6 @@ def export_list() -> Response:
     return exports.csv_response(export.stream(query, user), name)
 
 
-def _sendable_version_or_404(version_id: int) -> TemplateVersion:
-    version = db.session.get(TemplateVersion, version_id)
-    if version is None or not can_see_team(current_user, version.template.team_id):
-        abort(404)
-    if library.approved_version(version.template) is not version:
-        abort(404)
-    return version
-
-
 def _qr(link: str) -> str:
     return str(segno.make(link, error="m").svg_inline(scale=4, border=4, omitsize=True))
 
@@ -111,7 +103,7 @@ def _qr(link: str) -> str:
 @roles_required()
 def preview(version_id: int) -> Any:
     """The merged document with the values typed so far, before sending."""
-    version = _sendable_version_or_404(version_id)
+    version = sendable_version_or_404(version_id)
     try:
         form = forms.SendForm.posted(version, request.form)
         pdf = ops.preview(version, form.merge_values(), form.document_language())
@@ -158,7 +150,7 @@ def new(version_id: int) -> Any:
     the form. A POST sends and redirects to the result page; the same form sent again (a
     double submit, a reload, a retry) lands there too, without sending again.
     """
-    version = _sendable_version_or_404(version_id)
+    version = sendable_version_or_404(version_id)
     if request.method == "GET":
         form = forms.SendForm.linked(version, request.args, idempotency.new_key())
         return _send_page(version, form)

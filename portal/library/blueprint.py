@@ -45,6 +45,16 @@ def _version_or_404(version_id: int) -> TemplateVersion:
     return version
 
 
+def sendable_version_or_404(version_id: int) -> TemplateVersion:
+    """The approved version a sender may send (single or in bulk): any other is not found."""
+    version = db.session.get(TemplateVersion, version_id)
+    if version is None or not can_see_team(current_user, version.template.team_id):
+        abort(404)
+    if ops.approved_version(version.template) is not version:
+        abort(404)
+    return version
+
+
 def _field_or_404(version: TemplateVersion, field_id: int) -> Field:
     for field in version.fields:
         if field.id == field_id:
