@@ -6,11 +6,14 @@ runs the suite once on each.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import re
 import shutil
 import tempfile
+import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -165,10 +168,32 @@ def make_app(database_url: str) -> Iterator[object]:
     yield build
     from portal.extensions import db, dispose_engines
 
+    _join_background_jobs()
     for app in apps:
         with app.app_context():
             db.session.remove()
             dispose_engines()
+    if database_url.startswith("postgresql"):
+        _no_connection_left_open()
+
+
+def _join_background_jobs() -> None:
+    """Wait for embedded mode's bulk threads (``bulk.sending.start_in_background``): one that
+    still holds a connection when the pool is disposed would leave it open."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("bulk-"):
+            thread.join(timeout=60)
+            assert not thread.is_alive(), f"{thread.name} still runs a minute after its test"
+
+
+def _no_connection_left_open() -> None:
+    """Collect this test's garbage now: a PostgreSQL connection it left open fails this test,
+    not whichever later test the collector happens to run in."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    left = [str(w.message) for w in caught if "deleted while still open" in str(w.message)]
+    assert not left, f"the test left {len(left)} database connection(s) open: {left[0]}"
 
 
 @pytest.fixture
