@@ -112,6 +112,10 @@ def test_create_sign_and_collect_the_sealed_record_through_the_api(
     assert "Signature is Valid" in pdfsig.stdout, pdfsig.stdout + pdfsig.stderr
     certificate = "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
     assert "Certificate of completion" in certificate and "Zoë Łukasiewicz" in certificate
+    # the sender is the key's team, sent through the key its admin made; no made-up address
+    flat = re.sub(r"\s+", " ", certificate)
+    assert "Customer Care" in flat and "api-keys.invalid" not in flat
+    assert "Sent through API key: CRM sync, made by Keys Admin <keys-admin-" in flat
 
     report = api.get(links["audit_report"])
     assert report.status_code == 200 and report.mimetype == "application/pdf"

@@ -81,11 +81,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PartyEvidence:
-    """The sender (the agent who sent the envelope)."""
+    """The sender (the agent who sent the envelope). For an envelope an API key sent: the
+    key's team, no address of its own, and ``via`` names the key and the admin who made it."""
 
     name: str
     email: str
     ip: str | None
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1180,9 +1182,11 @@ def _integrity(data: CertificateData, width: float) -> list[Flowable]:
 def _sender(data: CertificateData, width: float) -> list[Flowable]:
     rows: list[tuple[str, _Value]] = [
         ("Name", _or(data.sender.name)),
-        ("Email", _or(data.sender.email)),
+        ("Email", _or(data.sender.email, "None (an API key)" if data.sender.via else NOT_RECORDED)),
         ("IP address", _or(data.sender.ip)),
     ]
+    if data.sender.via:
+        rows.append(("Sent through", _or(data.sender.via)))
     return [KeepTogether([_heading("Sender", width), _BoxedPairs(rows, width)])]
 
 

@@ -112,6 +112,17 @@ def _detail(event: audit.Revealed) -> str:
     return "personal data erased" if event.erased else ""
 
 
+def _sender_evidence(sender: User, shown: str, ip: str | None) -> PartyEvidence:
+    """The sender as the certificate states it: an API key's service user is named as the
+    signers saw it (its team), without its made-up address, sent through the key made by an
+    admin (who answers for it)."""
+    if not sender.service:
+        return PartyEvidence(name=shown, email=sender.email, ip=ip)
+    creator = contacts.notify(sender)
+    made_by = f", made by {creator.name} <{creator.email}>" if creator is not sender else ""
+    return PartyEvidence(name=shown, email="", ip=ip, via=f"{sender.name}{made_by}")
+
+
 def evidence(
     envelope: Envelope,
     *,
@@ -212,7 +223,7 @@ def evidence(
         completed_at=envelope.finished_at if envelope.status == "completed" else None,
         original_sha256=envelope.original_sha256,
         sealed_sha256=sealed_sha256,
-        sender=PartyEvidence(name=asker, email=sender.email, ip=sender_ip),
+        sender=_sender_evidence(sender, asker, sender_ip),
         recipients=recipients,
         consent_text=consent,
         consent_version=disclosure.VERSION,
