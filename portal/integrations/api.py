@@ -35,7 +35,6 @@ from portal import web
 from portal.envelopes import console
 from portal.extensions import csrf, db
 from portal.integrations import guards, idempotency, keys, ratelimits
-from portal.integrations.models import ApiKey
 from portal.integrations.problems import (  # noqa: F401  (the resources import them from here)
     PREFIX,
     PROBLEM_JSON,
@@ -60,9 +59,9 @@ V = TypeVar("V", bound=Callable[..., Any])
 # ---------------------------------------------------------------- keys and scopes
 
 
-def current_key() -> ApiKey:
+def current_key() -> keys.Caller:
     """The API key of this request (inside a ``requires`` view)."""
-    key: ApiKey = g.api_key
+    key: keys.Caller = g.api_key
     return key
 
 
@@ -104,7 +103,7 @@ def send_limited(view: V) -> V:
     return limited  # type: ignore[return-value]
 
 
-def _authenticate() -> ApiKey:
+def _authenticate() -> keys.Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     key = keys.find(token.strip()) if scheme.lower() == "bearer" else None

@@ -37,20 +37,23 @@ blp = flask_smorest.Blueprint(
 )
 
 
-def _as_shown() -> tuple[Any, ...]:
-    """Load what ``EnvelopeSchema`` shows with the envelope: its version and template in the
-    same query, its recipients in one more (not a lazy query for each on the way out)."""
-    return (
-        selectinload(Envelope.recipients),
-        joinedload(Envelope.version).joinedload(TemplateVersion.template),
-    )
+# What ``EnvelopeSchema`` shows with an envelope, loaded with it (not a lazy query for each
+# relation while the answer is written): its version and template joined; its recipients
+# joined for one envelope, in one more query for a page of them.
+_VERSION = joinedload(Envelope.version).joinedload(TemplateVersion.template)
+_ONE = (_VERSION, joinedload(Envelope.recipients))
+_PAGE = (_VERSION, selectinload(Envelope.recipients))
 
 
 def envelope_or_404(public_id: str) -> Envelope:
     """The key's team's envelope with this public id (another team's is not found either)."""
-    envelope = db.session.execute(
-        select(Envelope).where(Envelope.public_id == public_id[:32]).options(*_as_shown())
-    ).scalar_one_or_none()
+    envelope = (
+        db.session.execute(
+            select(Envelope).where(Envelope.public_id == public_id[:32]).options(*_ONE)
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
     if envelope is None or envelope.team_id != current_key().team_id:
         problem(404, "not-found", "No such envelope", "No envelope with this id.")
     return envelope
@@ -146,7 +149,7 @@ def list_envelopes(args: dict[str, Any]) -> dict[str, Any]:
             )
         people = select(Recipient.envelope_id).where(Recipient.email == email)
         stmt = stmt.where(Envelope.id.in_(people))
-    stmt = stmt.options(*_as_shown())
+    stmt = stmt.options(*_PAGE)
     page = paginate(stmt, (Envelope.created_at, Envelope.id), args["limit"], args.get("cursor"))
     return {"items": page.items, "next_cursor": page.next_cursor}
 

@@ -22,7 +22,8 @@ from werkzeug.exceptions import HTTPException
 
 from portal import clock, jobs
 from portal.extensions import db, write_lock
-from portal.integrations.models import ApiKey, IdempotentRequest
+from portal.integrations.keys import Caller
+from portal.integrations.models import IdempotentRequest
 from portal.integrations.problems import ApiProblem, as_problem, problem, problem_response
 
 KEEP = timedelta(hours=24)
@@ -41,7 +42,7 @@ def request_hash() -> str:
     return digest.hexdigest()
 
 
-def answer(key: ApiKey, run: Callable[[], Any]) -> Any:
+def answer(key: Caller, run: Callable[[], Any]) -> Any:
     """The view's answer, given once per ``Idempotency-Key`` (none: just run it)."""
     given = request.headers.get(HEADER)
     if given is None:
