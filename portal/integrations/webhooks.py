@@ -34,6 +34,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Table,
     Text,
@@ -150,11 +151,16 @@ class WebhookMessage(Model):
     """One event for one endpoint (the outbox row): the body exactly as signed and sent."""
 
     __tablename__ = "webhook_message"
-    __table_args__ = (Index("ix_webhook_message_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_message_due", "status", "next_attempt_at"),
+        # An endpoint's log, newest first, and a replay, oldest first: read in index order,
+        # never by sorting all of a busy endpoint's messages.
+        Index("ix_webhook_message_endpoint_order", "endpoint_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)  # the webhook-id header
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoint.id"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoint.id"))
     envelope_id: Mapped[int | None] = mapped_column(Integer, index=True)  # for purges
     type: Mapped[str] = mapped_column(String(60))
     body: Mapped[str] = mapped_column(Text)
@@ -429,16 +435,19 @@ def _requeue(message: WebhookMessage) -> None:
     message.last_error = None
 
 
+def log_query(endpoint_id: int, limit: int = 50) -> Select[WebhookMessage]:
+    """An endpoint's latest messages, newest first (``ix_webhook_message_endpoint_order``)."""
+    return (
+        select(WebhookMessage)
+        .where(WebhookMessage.endpoint_id == endpoint_id)
+        .order_by(WebhookMessage.id.desc())
+        .limit(limit)
+    )
+
+
 def messages_of(endpoint: WebhookEndpoint, limit: int = 50) -> list[WebhookMessage]:
     """The endpoint's latest messages, newest first."""
-    return list(
-        db.session.execute(
-            select(WebhookMessage)
-            .where(WebhookMessage.endpoint_id == endpoint.id)
-            .order_by(WebhookMessage.id.desc())
-            .limit(limit)
-        ).scalars()
-    )
+    return list(db.session.execute(log_query(endpoint.id, limit)).scalars())
 
 
 def attempts_of(message: WebhookMessage) -> list[WebhookAttempt]:
