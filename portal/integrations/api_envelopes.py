@@ -12,7 +12,7 @@ from typing import Any
 import flask_smorest
 from flask import url_for
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from portal.envelopes import checks, console
 from portal.envelopes.checks import EnvelopeError, RecipientInput
@@ -25,6 +25,7 @@ from portal.integrations.schemas import (
     EnvelopeListArgs,
     EnvelopePageSchema,
     EnvelopeSchema,
+    RecipientSchema,
 )
 from portal.library import queries as library
 from portal.library.models import Template, TemplateVersion
@@ -37,12 +38,36 @@ blp = flask_smorest.Blueprint(
 )
 
 
-# What ``EnvelopeSchema`` shows with an envelope, loaded with it (not a lazy query for each
-# relation while the answer is written): its version and template joined; its recipients
-# joined for one envelope, in one more query for a page of them.
+# What ``EnvelopeSchema`` shows with an envelope is loaded with it, not by a lazy query for
+# each relation while the answer is written: its version and template joined, its recipients
+# joined for one envelope or in one more query for a page. A page loads only the columns the
+# answer shows: the console's and the sealing's own columns, their JSON and long texts, are
+# neither read nor decoded for 25 envelopes and their recipients.
 _VERSION = joinedload(Envelope.version).joinedload(TemplateVersion.template)
 _ONE = (_VERSION, joinedload(Envelope.recipients))
-_PAGE = (_VERSION, selectinload(Envelope.recipients))
+_SHOWN_ENVELOPE = [
+    getattr(Envelope, name)
+    for name in (
+        "id", "public_id", "team_id", "template_version_id", "title", "status", "ticket_id",
+        "ticket_url", "document_locale", "routing", "original_sha256", "created_at", "sent_at",
+        "expires_at", "finished_at", "void_reason", "seal_status", "sealed_at", "sealed_sha256",
+        "seal_error",
+    )
+]  # fmt: skip
+_SHOWN_RECIPIENT = [
+    getattr(Recipient, name) for name in ("envelope_id", *RecipientSchema._declared_fields)
+]
+_SHOWN_VERSION = (
+    joinedload(Envelope.version)
+    .load_only(TemplateVersion.template_id, TemplateVersion.number)
+    .joinedload(TemplateVersion.template)
+    .load_only(Template.name)
+)
+_PAGE = (
+    load_only(*_SHOWN_ENVELOPE),
+    _SHOWN_VERSION,
+    selectinload(Envelope.recipients).load_only(*_SHOWN_RECIPIENT),
+)
 
 
 def envelope_or_404(public_id: str) -> Envelope:
