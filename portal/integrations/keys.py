@@ -136,7 +136,7 @@ def revoke(key: ApiKey, by: User) -> bool:
 @dataclass(frozen=True)
 class Caller:
     """The key a request came with, read without the ORM (``find``): what every call needs
-    (its id, team and scopes). ``actor`` and ``key`` load the rows an operation needs."""
+    (its id, team and scopes). ``actor`` loads the user an operation acts as."""
 
     id: int
     team_id: int
@@ -151,10 +151,6 @@ class Caller:
     def actor(self) -> User:
         """The key's service user, whom the operations take as ``by``."""
         return db.session.get_one(User, self.user_id)
-
-    @property
-    def key(self) -> ApiKey:
-        return db.session.get_one(ApiKey, self.id)
 
 
 _KEYS = ApiKey.__table__
