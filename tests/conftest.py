@@ -351,6 +351,17 @@ class ShownEvent:
         return getattr(self.revealed.event, name)
 
 
+def query_plan(stmt: object) -> str:
+    """The database's EXPLAIN of a statement, its values inlined (inside an app context)."""
+    from portal.extensions import db
+
+    compiled = stmt.compile(  # type: ignore[attr-defined]
+        dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}
+    )
+    with db.engine.connect() as connection:
+        return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+
+
 def audit_events(app: Flask, event: str | None = None) -> list:
     """The audit events recorded so far (optionally one kind), oldest first, revealed
     (``ShownEvent``); the stored rows are ``.revealed.event``."""

@@ -25,7 +25,7 @@ from portal.envelopes.models import Envelope, Recipient
 from portal.extensions import db
 from portal.library.models import Template, TemplateVersion
 from portal.mail import Message
-from tests.conftest import Portal, audit_events
+from tests.conftest import Portal, audit_events, query_plan
 
 ROW = re.compile(r'href="/envelopes/([0-9a-f]{32})"')
 NOW = clock.utcnow().replace(microsecond=0)
@@ -602,12 +602,6 @@ def test_an_agent_never_sees_another_teams_envelopes(app, world):
 # ---------------------------------------------------------------- PostgreSQL's plans
 
 
-def _plan(stmt) -> str:
-    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
-    with db.engine.connect() as connection:
-        return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
-
-
 @pytest.mark.postgresql_only
 def test_postgresql_answers_search_and_team_lists_from_their_indexes(app, world):
     agent = world.staff()
@@ -640,7 +634,7 @@ def test_postgresql_answers_search_and_team_lists_from_their_indexes(app, world)
                 console.matching(select(Envelope), query, user), query, None, False
             )
             ids = console.matching(select(Envelope.id), query, user).limit(console.COUNT_CAP + 1)
-            return _plan(page.limit(console.PAGE_SIZE + 1)), _plan(ids)
+            return query_plan(page.limit(console.PAGE_SIZE + 1)), query_plan(ids)
 
         for plan in plans(q="ORD-0012350"):
             assert "ix_envelope_search_text" in plan, plan

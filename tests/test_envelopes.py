@@ -16,6 +16,7 @@ from portal.extensions import db
 from portal.library import operations as library
 from portal.library.models import Template
 from portal.mail import Message
+from tests.bench.common import REFUND_VALUES
 from tests.conftest import audit_events, demo_agent
 
 
@@ -27,17 +28,6 @@ def demo(ctx, runner_for, make_staff):
     agent = demo_agent()
     templates = {t.name: t for t in db.session.execute(select(Template)).scalars()}
     return agent, templates
-
-
-REFUND_VALUES = {
-    "customer.name": "Zoë Łukasiewicz",
-    "customer.email": "zoe@example.com",
-    "order.number": "ORD-77",
-    "order.date": "3 June 2026",
-    "refund.amount": "€42.00",
-    "refund.method": "card",
-    "refund.reason": "Damaged in transit.",
-}
 
 
 def _refund(demo, **recipient):

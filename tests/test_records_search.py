@@ -16,8 +16,8 @@ from portal.audit import AuditEvent
 from portal.envelopes.models import Envelope
 from portal.extensions import db
 from portal.records import search
-from tests.conftest import Portal
-from tests.test_console_lists import World, _plan, get, signed_in_as, text_of
+from tests.conftest import Portal, query_plan
+from tests.test_console_lists import World, get, signed_in_as, text_of
 
 SEQ = re.compile(r'<td class="num">(\d+)</td>')
 DAY = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -291,7 +291,7 @@ def test_postgresql_answers_each_filter_from_its_index(app, trail):
             rows = search.matching(select(AuditEvent), query, officer)
             rows = rows.order_by(AuditEvent.seq.desc()).limit(search.PAGE_SIZE + 1)
             ids = search.matching(select(AuditEvent.seq), query, officer)
-            return _plan(rows), _plan(ids.limit(search.COUNT_CAP + 1))
+            return query_plan(rows), query_plan(ids.limit(search.COUNT_CAP + 1))
 
         page, count = plan(event="envelope.voided")  # a rare one (common ones: the newest)
         assert "Index Scan Backward using ix_audit_event_event_seq" in page, page

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from portal.extensions import db
 from portal.integrations import webhooks
 from tests import test_webhooks as base
+from tests.conftest import query_plan
 from tests.test_webhooks import add_endpoint
 
 # The receiver and the app that may reach it (fixtures of test_webhooks)
@@ -15,12 +16,6 @@ receiver = base.receiver
 hook_app = base.hook_app
 
 BUSY_MESSAGES = 200_000
-
-
-def _plan(stmt) -> str:
-    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
-    with db.engine.connect() as connection:
-        return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
 
 
 @pytest.mark.postgresql_only
@@ -41,7 +36,7 @@ def test_an_endpoints_log_is_read_newest_first_from_its_index_beside_a_busy_one(
         with db.engine.connect() as connection:
             connection.exec_driver_sql("ANALYZE webhook_message")
         for endpoint in (busy, quiet):
-            plan = _plan(webhooks.log_query(endpoint))
+            plan = query_plan(webhooks.log_query(endpoint))
             assert "ix_webhook_message_endpoint_order" in plan, plan
             assert "Sort" not in plan and "Seq Scan" not in plan, plan
         shown = webhooks.messages_of(db.session.get(webhooks.WebhookEndpoint, quiet))

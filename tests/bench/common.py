@@ -40,7 +40,7 @@ def server_env(secret_key: str) -> dict[str, str]:
     }
 
 
-REFUND_VALUES = {  # tests.test_envelopes.REFUND_VALUES (copied: that module needs pytest)
+REFUND_VALUES = {  # the demo refund's merge values (tests.test_envelopes takes them from here)
     "customer.name": "Zoë Łukasiewicz",
     "customer.email": "zoe@example.com",
     "order.number": "ORD-77",
