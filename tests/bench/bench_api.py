@@ -46,13 +46,13 @@ from tests.bench.bench_signing_page import (
     WRK_THREADS,
     Load,
     Server,
-    _checkpoint,
     _require_wrk,
     _spread,
     _wrk,
     fetch,
+    prepared,
 )
-from tests.bench.common import REFUND_VALUES, environment
+from tests.bench.common import REFUND_VALUES
 
 DURATION = int(os.environ.get("BENCH_API_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
@@ -206,13 +206,7 @@ def _throughput(
 
 def _measure(backend: str, folder: str, database_url: str) -> int:
     """Prepare the database, serve both apps with gunicorn, measure both endpoints."""
-    instance = os.path.join(folder, f"instance-{backend}")
-    os.makedirs(instance)
-    env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": database_url}
-    with environment(env):
-        public_id, secret = _prepare()
-        if backend == "sqlite":
-            _checkpoint(database_url.removeprefix("sqlite:///"))
+    with prepared(backend, folder, database_url, ENV, _prepare) as (public_id, secret):
         headers = {"Authorization": f"Bearer {secret}"}
         paths = {"one": f"/api/v1/envelopes/{public_id}", "page": f"/api/v1/envelopes?limit={PAGE}"}
         servers: list[Server] = []

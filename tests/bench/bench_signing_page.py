@@ -48,10 +48,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from tests.bench.common import REFUND_VALUES, environment, server_env
@@ -72,6 +75,7 @@ NAME_RATE = "signing_page_throughput"
 NAME_WEIGHT = "signing_page_weight"
 
 ENV = server_env("bench-signing-secret-key")
+T = TypeVar("T")
 
 PORTAL_WSGI = '''"""The portal as wsgi.py builds it, with settings from the environment."""
 from portal import create_app
@@ -427,15 +431,24 @@ def _profile(link: str, public_id: str) -> None:
 # ---------------------------------------------------------------- entry point
 
 
-def _measure(backend: str, folder: str, database_url: str, weigh: bool) -> None:
-    """Prepare the database, serve both apps with gunicorn, and measure."""
+@contextmanager
+def prepared(
+    backend: str, folder: str, database_url: str, env: dict[str, str], prepare: Callable[[], T]
+) -> Iterator[T]:
+    """In ``backend``'s instance folder under ``folder`` with ``env`` set: what ``prepare``
+    returns, the SQLite database checkpointed so the servers start from one file."""
     instance = os.path.join(folder, f"instance-{backend}")
     os.makedirs(instance)
-    env = {**ENV, "PORTAL_INSTANCE": instance, "DATABASE_URL": database_url}
-    with environment(env):
-        link, public_id = _prepare()
+    with environment({**env, "PORTAL_INSTANCE": instance, "DATABASE_URL": database_url}):
+        made = prepare()
         if backend == "sqlite":
             _checkpoint(database_url.removeprefix("sqlite:///"))
+        yield made
+
+
+def _measure(backend: str, folder: str, database_url: str, weigh: bool) -> None:
+    """Prepare the database, serve both apps with gunicorn, and measure."""
+    with prepared(backend, folder, database_url, ENV, _prepare) as (link, public_id):
         page = f"/sign/{public_id}"
         servers: list[Server] = []
         try:
